@@ -1,0 +1,224 @@
+"""Segmentation metrics in pure numpy.
+
+This module runs on the Raspberry Pi next to the int8 model, where only numpy
+is installed, so it must not import scipy or TensorFlow. The same code scores
+the float model on the workstation, which keeps both sets of numbers
+comparable.
+
+Conventions: masks are binary arrays (bool or 0/1) of any shape; a prediction
+and its truth must have the same shape. Statistics without samples are
+reported as ``None`` (never NaN) so the output of :func:`score_patients` is
+valid JSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+METRIC_NAMES: dict[str, str] = {
+    "per_patient": "per-patient rows: slices, 3D Dice with and without LCC, true and predicted tumour voxels",
+    "dice_3d": "per-patient 3D Dice of the thresholded mask, mean/median over patients",
+    "dice_3d_lcc": "per-patient 3D Dice after keeping the largest 6-connected component, mean/median over patients",
+    "slice_dice_tumour": "2D Dice per slice, only slices whose truth has tumour, mean/median over those slices",
+    "empty_slice_fp_rate": "fraction of tumour-free slices where the thresholded mask has any positive pixel",
+    "seed_soft_dice": "seed project's soft Dice on probabilities, pooled over all slices, smoothing 100",
+    "pixel_accuracy": "fraction of pixels where the thresholded mask equals the truth",
+    "threshold": "probability threshold at or above which a pixel counts as tumour",
+}
+
+
+def _binary_pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cast two masks to bool, refusing shape mismatches that broadcasting would hide."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape:
+        raise ValueError(f"shape mismatch: {a.shape} vs {b.shape}")
+    return a.astype(bool, copy=False), b.astype(bool, copy=False)
+
+
+def dice(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Dice coefficient 2|P∩T| / (|P|+|T|) of two binary masks.
+
+    Both empty gives 1.0: the model correctly agrees there is no tumour, and
+    scoring that 0 would punish correct empty predictions.
+    """
+    p, t = _binary_pair(pred, truth)
+    total = np.count_nonzero(p) + np.count_nonzero(t)
+    if total == 0:
+        return 1.0
+    return float(2.0 * np.count_nonzero(p & t) / total)
+
+
+def iou(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Intersection over union |P∩T| / |P∪T|; both empty gives 1.0, as for :func:`dice`."""
+    p, t = _binary_pair(pred, truth)
+    union = np.count_nonzero(p | t)
+    if union == 0:
+        return 1.0
+    return float(np.count_nonzero(p & t) / union)
+
+
+def mask_agreement(a: np.ndarray, b: np.ndarray) -> float:
+    """Fraction of equal pixels of two binary masks.
+
+    Used to check how often the int8 model's mask matches the float model's;
+    unlike Dice it also counts agreement on background.
+    """
+    a, b = _binary_pair(a, b)
+    if a.size == 0:
+        raise ValueError("empty masks have no agreement fraction")
+    return float(np.count_nonzero(a == b) / a.size)
+
+
+def _face_edges(mask: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (lower, higher) of foreground indices that share a face along some axis."""
+    src, dst = [], []
+    for axis in range(mask.ndim):
+        lo = tuple(slice(None, -1) if d == axis else slice(None) for d in range(mask.ndim))
+        hi = tuple(slice(1, None) if d == axis else slice(None) for d in range(mask.ndim))
+        both = mask[lo] & mask[hi]
+        src.append(index[lo][both])
+        dst.append(index[hi][both])
+    return np.concatenate(src), np.concatenate(dst)
+
+
+def _component_roots(n: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Root (smallest member index) of each of ``n`` nodes' connected component.
+
+    Vectorised union-find: every round hooks the larger root of each edge onto
+    the smaller one, then pointer-jumps until every node points at its root.
+    Parents always have smaller indices, so the forest stays acyclic whichever
+    of several competing writes wins; the number of trees roughly halves per
+    round, so a handful of rounds suffices even for large volumes.
+    """
+    parent = np.arange(n, dtype=np.intp)
+    while True:
+        a, b = parent[src], parent[dst]
+        cross = a != b
+        if not cross.any():
+            return parent
+        a, b = a[cross], b[cross]
+        parent[np.maximum(a, b)] = np.minimum(a, b)
+        while True:
+            jumped = parent[parent]
+            if np.array_equal(jumped, parent):
+                break
+            parent = jumped
+
+
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """Keep only the largest face-connected component of a binary mask (bool out).
+
+    Face connectivity (4 in 2D, 6 in 3D) is scipy.ndimage.label's default and
+    so the data-set author's protocol (medpy's largest_connected_component).
+    Only foreground voxels are processed, so a 256x256x88 volume is fast.
+    Equally large components: the one whose first voxel comes first in C
+    order wins, which is scipy's lowest label, so results are deterministic.
+    Empty in, empty out.
+    """
+    mask = np.asarray(mask).astype(bool, copy=False)
+    out = np.zeros(mask.shape, dtype=bool)
+    n = int(np.count_nonzero(mask))
+    if n == 0:
+        return out
+    index = np.full(mask.shape, -1, dtype=np.intp)
+    index[mask] = np.arange(n, dtype=np.intp)
+    roots = _component_roots(n, *_face_edges(mask, index))
+    # Roots are each component's first voxel in C order and argmax takes the
+    # first maximum, which gives the tie rule above.
+    out[mask] = roots == np.argmax(np.bincount(roots, minlength=n))
+    return out
+
+
+def _soft_dice_from_sums(intersection: float, sum_prob: float, sum_truth: float, smooth: float) -> float:
+    return (2.0 * intersection + smooth) / (sum_prob + sum_truth + smooth)
+
+
+def soft_dice_pooled(prob: np.ndarray, truth: np.ndarray, smooth: float = 100.0) -> float:
+    """The seed project's metric: (2·Σpt + s) / (Σp + Σt + s) over the whole batch.
+
+    Pooled over all pixels of all slices, on soft probabilities, empty slices
+    included. Reported only to compare with the seed project's numbers: the
+    large smoothing term inflates it on mostly-empty data.
+    """
+    p = np.asarray(prob, dtype=np.float64)
+    t = np.asarray(truth, dtype=np.float64)
+    if p.shape != t.shape:
+        raise ValueError(f"shape mismatch: {p.shape} vs {t.shape}")
+    return _soft_dice_from_sums(float(np.sum(p * t)), float(p.sum()), float(t.sum()), smooth)
+
+
+@dataclass(frozen=True)
+class PatientScores:
+    """One patient's row of the report; tumour_voxels_pred counts the mask before LCC."""
+
+    patient: str
+    slices: int
+    dice_3d: float
+    dice_3d_lcc: float
+    tumour_voxels_true: int
+    tumour_voxels_pred: int
+
+
+def _mean_median(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"mean": None, "median": None}
+    return {"mean": float(np.mean(values)), "median": float(np.median(values))}
+
+
+def _slice_dice(pred: np.ndarray, truth: np.ndarray) -> list[float]:
+    """2D Dice of each slice of (slices, H, W) stacks; callers pass only slices with tumour."""
+    inter = np.count_nonzero(pred & truth, axis=(1, 2))
+    total = np.count_nonzero(pred, axis=(1, 2)) + np.count_nonzero(truth, axis=(1, 2))
+    return [float(d) for d in 2.0 * inter / total]
+
+
+def score_patients(
+    volumes: Mapping[str, tuple[np.ndarray, np.ndarray]], threshold: float = 0.5
+) -> dict:
+    """Score per-patient volumes of probabilities against truth; returns a JSON-able dict.
+
+    ``volumes`` maps patient id to (probabilities in [0, 1], binary truth),
+    both shaped (slices, H, W) with slices in anatomical order, because the
+    3D Dice and the 3D largest component need real slice adjacency. Keys are
+    described in :data:`METRIC_NAMES`.
+    """
+    rows: list[PatientScores] = []
+    slice_dices: list[float] = []
+    empty_fp = empty_slices = agree = pixels = 0
+    soft_sums = np.zeros(3)  # sum(p*t), sum(p), sum(t)
+    for patient, (prob, truth) in volumes.items():
+        prob = np.asarray(prob)
+        pred, truth = _binary_pair(prob >= threshold, truth)
+        if pred.ndim != 3:
+            raise ValueError(f"{patient}: expected (slices, H, W), got {pred.shape}")
+        rows.append(PatientScores(
+            patient=str(patient),
+            slices=pred.shape[0],
+            dice_3d=dice(pred, truth),
+            dice_3d_lcc=dice(largest_component(pred), truth),
+            tumour_voxels_true=int(np.count_nonzero(truth)),
+            tumour_voxels_pred=int(np.count_nonzero(pred)),
+        ))
+        tumour = truth.any(axis=(1, 2))
+        slice_dices += _slice_dice(pred[tumour], truth[tumour])
+        empty_fp += int(np.count_nonzero(pred[~tumour].any(axis=(1, 2))))
+        empty_slices += int(np.count_nonzero(~tumour))
+        soft_sums += (prob[truth].sum(dtype=np.float64), prob.sum(dtype=np.float64), np.count_nonzero(truth))
+        agree += int(np.count_nonzero(pred == truth))
+        pixels += pred.size
+    return {
+        "per_patient": [asdict(row) for row in rows],
+        "dice_3d": _mean_median([row.dice_3d for row in rows]),
+        "dice_3d_lcc": _mean_median([row.dice_3d_lcc for row in rows]),
+        "slice_dice_tumour": {**_mean_median(slice_dices), "slices": len(slice_dices)},
+        "empty_slice_fp_rate": {
+            "rate": empty_fp / empty_slices if empty_slices else None,
+            "slices": empty_slices,
+        },
+        "seed_soft_dice": _soft_dice_from_sums(*map(float, soft_sums), 100.0) if pixels else None,
+        "pixel_accuracy": agree / pixels if pixels else None,
+        "threshold": float(threshold),
+    }

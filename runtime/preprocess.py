@@ -1,0 +1,154 @@
+"""Reading scans and masks and turning them into model input, in numpy and pillow only.
+
+Defined once, here, and used by training as well as by the device runtime, so the model on
+the Pi sees exactly the pixels it was trained on.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+#: Larger images are refused as possible decompression bombs (a 256x256 slice is 65,536).
+MAX_PIXELS = 50_000_000
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
+
+
+class InputError(ValueError):
+    """A file that cannot be used; the message is one line naming the file and the problem."""
+
+    def __init__(self, path: Path | str, problem: str):
+        super().__init__(f"{path}: {problem}")
+        self.path = Path(path)
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a scan becomes model input; stored in every exported model's metadata.
+
+    Args:
+        input_size: the model's square input side; scans are resized to it (bilinear).
+        channels: what the three input channels hold, in order.
+        scale: multiplier from 8-bit pixel values to model input (1/255: input in [0, 1]).
+        threshold: probability above which a pixel counts as tumour.
+    """
+
+    input_size: int = 256
+    channels: tuple[str, ...] = ("pre-contrast", "FLAIR", "post-contrast")
+    scale: float = 1.0 / 255.0
+    threshold: float = 0.5
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "channels": list(self.channels)}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Preprocessing":
+        known = {k: values[k] for k in cls.__dataclass_fields__ if k in values}
+        if "channels" in known:
+            known["channels"] = tuple(known["channels"])
+        return cls(**known)
+
+
+def _open(path: Path) -> Image.Image:
+    """Opens an image, refusing missing, unreadable, corrupt and oversized files."""
+    if not path.exists():
+        raise InputError(path, "no such file")
+    if not path.is_file():
+        raise InputError(path, "not a file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(path)
+            if image.width * image.height > MAX_PIXELS:
+                raise InputError(path, f"{image.width}x{image.height} pixels is above the limit of {MAX_PIXELS:,}")
+            image.load()
+    except InputError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InputError(path, f"image is larger than the limit of {MAX_PIXELS:,} pixels") from None
+    except PermissionError:
+        raise InputError(path, "permission denied") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise InputError(path, f"not a readable image ({error})") from None
+    return image
+
+
+def _to_uint8(pixels: np.ndarray) -> np.ndarray:
+    """Maps 16-bit or float pixels to 0..255 by the image's own maximum (MRI has no fixed range)."""
+    if pixels.dtype == np.uint8:
+        return pixels
+    pixels = pixels.astype(np.float64)
+    top = pixels.max()
+    if top <= 0:
+        return np.zeros(pixels.shape, np.uint8)
+    return np.clip(np.rint(pixels * (255.0 / top)), 0, 255).astype(np.uint8)
+
+
+def read_image(path: Path | str) -> np.ndarray:
+    """Reads a scan as an HxWx3 uint8 array.
+
+    Grayscale is copied into all three channels: that is how the data set itself fills a
+    missing sequence (with FLAIR), so a single FLAIR slice is a valid input. Alpha is dropped;
+    16-bit scans are scaled by their maximum.
+    """
+    path = Path(path)
+    image = _open(path)
+    if image.mode in ("RGBA", "LA", "P", "PA", "CMYK", "YCbCr", "1"):
+        image = image.convert("RGB" if image.mode != "LA" else "L")
+    pixels = _to_uint8(np.asarray(image))
+    if pixels.ndim == 2:
+        pixels = np.repeat(pixels[:, :, None], 3, axis=2)
+    if pixels.ndim != 3 or pixels.shape[2] != 3:
+        raise InputError(path, f"unsupported image layout {pixels.shape} (mode {image.mode})")
+    return np.ascontiguousarray(pixels)
+
+
+def read_mask(path: Path | str) -> np.ndarray:
+    """Reads a mask as an HxW uint8 array of 0 and 1.
+
+    The data set stores 0 and 255; masks saved as 0 and 1, or as 16-bit, read the same way
+    (a pixel is tumour above half the mask's maximum).
+    """
+    path = Path(path)
+    pixels = np.asarray(_open(path))
+    if pixels.ndim == 3:
+        pixels = pixels[:, :, 0]
+    if pixels.ndim != 2:
+        raise InputError(path, f"a mask must be a 2D image, got shape {pixels.shape}")
+    top = pixels.max()
+    return (pixels > top / 2).astype(np.uint8) if top > 0 else np.zeros(pixels.shape, np.uint8)
+
+
+def resize_image(pixels: np.ndarray, size: int) -> np.ndarray:
+    """Resizes an HxWx3 uint8 scan to size x size (bilinear); a no-op at the right size."""
+    if pixels.shape[:2] == (size, size):
+        return pixels
+    return np.asarray(Image.fromarray(pixels).resize((size, size), Image.BILINEAR))
+
+
+def resize_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resizes a 0/1 mask to height x width (nearest neighbour keeps it binary)."""
+    if mask.shape == (height, width):
+        return mask
+    return np.asarray(Image.fromarray(mask).resize((width, height), Image.NEAREST))
+
+
+def resize_probability(prob: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resizes a float probability map to height x width (bilinear), to map masks back."""
+    if prob.shape == (height, width):
+        return prob
+    return np.asarray(Image.fromarray(prob.astype(np.float32), mode="F").resize((width, height), Image.BILINEAR))
+
+
+def to_input(pixels: np.ndarray, spec: Preprocessing) -> np.ndarray:
+    """One scan (HxWx3 uint8, any size) -> the float32 model input (size x size x 3).
+
+    Training applies the same arithmetic (uint8 -> float32, times float32 scale), so training
+    and device inputs are equal to the bit.
+    """
+    resized = resize_image(pixels, spec.input_size)
+    return resized.astype(np.float32) * np.float32(spec.scale)

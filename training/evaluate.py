@@ -1,0 +1,85 @@
+"""Scoring a model on a split's patients with the shared numpy metrics (saunet.runtime.metrics)."""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from saunet.runtime.metrics import METRIC_NAMES, score_patients
+from saunet.runtime.preprocess import Preprocessing
+from saunet.training.dataset import BadFiles, DataError, Volume, find_cases, load_cases
+
+#: uint8 scans (n, s, s, 3) -> tumour probabilities (n, s, s)
+Predictor = Callable[[np.ndarray], np.ndarray]
+
+
+def keras_predictor(model, spec: Preprocessing, batch_size: int = 16) -> Predictor:
+    """Wraps a Keras model: the runtime's scaling, then predict."""
+    def predict(images: np.ndarray) -> np.ndarray:
+        inputs = images.astype(np.float32) * np.float32(spec.scale)
+        return model.predict(inputs, batch_size=batch_size, verbose=0)[..., 0]
+
+    return predict
+
+
+def split_cases_of(run: Path, split: str) -> list[str]:
+    """The case names of `split` in a run's split.json ('all' means every case)."""
+    path = run / "split.json"
+    if not path.is_file():
+        raise DataError(f"{path}: missing; pass --split all, or a model inside a run folder")
+    cases = json.loads(path.read_text())
+    if split not in cases or not isinstance(cases[split], list):
+        raise DataError(f"{path}: has no split named {split!r}")
+    return cases[split]
+
+
+def load_split(data: Path, names: list[str] | None, size: int, skip_bad: bool = False) -> list[Volume]:
+    """Loads the named cases (all when None) from a data folder, at the model's input size."""
+    cases = find_cases(data, BadFiles(skip_bad))
+    if names is not None:
+        wanted = set(names)
+        missing = wanted - {c.name for c in cases}
+        if missing:
+            raise DataError(f"{data}: lacks {len(missing)} case(s) of the split, e.g. {sorted(missing)[0]}")
+        cases = [c for c in cases if c.name in wanted]
+    return load_cases(cases, size, BadFiles(skip_bad))
+
+
+def predict_volumes(volumes: list[Volume], predict: Predictor) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Probabilities and truth per case, slices in order (what score_patients takes)."""
+    return {v.case: (predict(v.images), v.masks) for v in volumes}
+
+
+def score(volumes: list[Volume], predict: Predictor, threshold: float) -> dict:
+    return score_patients(predict_volumes(volumes, predict), threshold)
+
+
+def format_table(scores: dict, title: str) -> str:
+    """The summary figures as a terminal table, each named by what it measures."""
+    def fmt(value) -> str:
+        return "n/a" if value is None else f"{value:.4f}"
+
+    rows = [
+        ("per-patient 3D Dice, mean", fmt(scores["dice_3d"]["mean"])),
+        ("per-patient 3D Dice, median", fmt(scores["dice_3d"]["median"])),
+        ("per-patient 3D Dice, largest component, mean", fmt(scores["dice_3d_lcc"]["mean"])),
+        ("per-patient 3D Dice, largest component, median", fmt(scores["dice_3d_lcc"]["median"])),
+        (f"per-slice Dice on tumour slices, mean ({scores['slice_dice_tumour']['slices']} slices)",
+         fmt(scores["slice_dice_tumour"]["mean"])),
+        (f"false-positive rate on empty slices ({scores['empty_slice_fp_rate']['slices']} slices)",
+         fmt(scores["empty_slice_fp_rate"]["rate"])),
+        ("seed's batch-pooled soft Dice (smoothing 100)", fmt(scores["seed_soft_dice"])),
+        ("pixel accuracy", fmt(scores["pixel_accuracy"])),
+    ]
+    width = max(len(name) for name, _ in rows)
+    lines = [title, "-" * (width + 10)]
+    lines += [f"{name:<{width}}  {value:>8}" for name, value in rows]
+    lines.append("")
+    lines += [f"{p['patient']:<28} slices {p['slices']:>3}  Dice {fmt(p['dice_3d'])}  "
+              f"largest component {fmt(p['dice_3d_lcc'])}" for p in scores["per_patient"]]
+    return "\n".join(lines)
+
+
+__all__ = ["METRIC_NAMES", "format_table", "keras_predictor", "load_split", "predict_volumes", "score"]

@@ -1,0 +1,120 @@
+"""The tf.data input pipeline: scale, augment image and mask together, batch, prefetch.
+
+Slices are decoded once by the runtime's numpy readers (training/dataset.py) and held in
+memory (the whole data set is about 1 GB of uint8); this pipeline does the per-epoch work.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from saunet.runtime.preprocess import Preprocessing
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Random affine augmentation, with the meanings of Keras' ImageDataGenerator.
+
+    The defaults are the seed project's settings (where rotation and shear, given in degrees,
+    do next to nothing).
+
+    Args:
+        rotation: maximum rotation, degrees.
+        shift: maximum width and height shift, as a fraction of the side.
+        shear: maximum shear angle, degrees.
+        zoom: zoom factors are drawn from [1 - zoom, 1 + zoom], independently per axis.
+        flip: mirror left-right with probability 0.5 (the brain is near-symmetric).
+    """
+
+    rotation: float = 0.25
+    shift: float = 0.05
+    shear: float = 0.05
+    zoom: float = 0.05
+    flip: bool = True
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def random_transforms(batch: tf.Tensor, size: int, aug: Augmentation) -> tf.Tensor:
+    """Per-sample projective transforms (batch x 8) mapping output to input pixel coordinates.
+
+    One matrix per sample combines flip, rotation, shear, zoom and shift about the centre, so
+    image and mask get the same geometry and are resampled once.
+    """
+    def uniform(limit: float) -> tf.Tensor:
+        return tf.random.uniform([batch], -limit, limit)
+
+    theta = uniform(math.radians(aug.rotation))
+    shear = uniform(math.radians(aug.shear))
+    zoom_x = 1.0 + uniform(aug.zoom)
+    zoom_y = 1.0 + uniform(aug.zoom)
+    shift_x = uniform(aug.shift) * size
+    shift_y = uniform(aug.shift) * size
+    flip = tf.where(tf.random.uniform([batch]) < 0.5, -1.0, 1.0) if aug.flip else tf.ones([batch])
+    cos, sin = tf.cos(theta), tf.sin(theta)
+    # output->input map: x_in = A @ (x_out - c) + c + shift, with A = R(theta) S(shear) Z F
+    a00 = cos * zoom_x * flip
+    a01 = (-sin + cos * tf.tan(shear)) * zoom_y
+    a10 = sin * zoom_x * flip
+    a11 = (cos + sin * tf.tan(shear)) * zoom_y
+    centre = (size - 1) / 2.0
+    b0 = centre - a00 * centre - a01 * centre + shift_x
+    b1 = centre - a10 * centre - a11 * centre + shift_y
+    zeros = tf.zeros([batch])
+    return tf.stack([a00, a01, b0, a10, a11, b1, zeros, zeros], axis=1)
+
+
+def augment(images: tf.Tensor, masks: tf.Tensor, aug: Augmentation) -> tuple[tf.Tensor, tf.Tensor]:
+    """Applies one random transform per sample to a batch of images and their masks.
+
+    Images are resampled bilinearly, masks by nearest neighbour so they stay 0/1; the area
+    moved in from outside the scan is black (background), as in the scans themselves.
+    """
+    shape = tf.shape(images)
+    transforms = random_transforms(shape[0], images.shape[1], aug)
+    output_shape = shape[1:3]
+
+    def warp(x: tf.Tensor, interpolation: str) -> tf.Tensor:
+        return tf.raw_ops.ImageProjectiveTransformV3(
+            images=x, transforms=transforms, output_shape=output_shape, fill_value=0.0,
+            interpolation=interpolation, fill_mode="CONSTANT",
+        )
+
+    return (tf.ensure_shape(warp(images, "BILINEAR"), images.shape),
+            tf.ensure_shape(warp(masks, "NEAREST"), masks.shape))
+
+
+def make_dataset(
+    images: np.ndarray,
+    masks: np.ndarray,
+    batch_size: int,
+    spec: Preprocessing,
+    augmentation: Augmentation | None = None,
+    shuffle: bool = False,
+    seed: int | None = None,
+) -> tf.data.Dataset:
+    """(uint8 images n x s x s x 3, 0/1 masks n x s x s) -> batches of (float image, float mask).
+
+    Scaling is `runtime.preprocess.to_input`'s arithmetic (float32 times float32 scale).
+    """
+    scale = tf.constant(np.float32(spec.scale))
+    data = tf.data.Dataset.from_tensor_slices((images, masks[..., None]))
+    if shuffle:
+        data = data.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    data = data.batch(batch_size)
+
+    def prepare(x, y):
+        x = tf.cast(x, tf.float32) * scale
+        y = tf.cast(y, tf.float32)
+        if augmentation is not None:
+            x, y = augment(x, y, augmentation)
+        return x, y
+
+    data = data.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return data.with_options(options).prefetch(tf.data.AUTOTUNE)
