@@ -122,3 +122,7 @@ def load_keras_model(path: Path):
     spec = Preprocessing.from_dict(json.loads(config.read_text()).get("preprocessing", {})) if config.is_file() \
         else Preprocessing(input_size=model.input_shape[1])
     return model, run, spec
+
+
+main = click.Group("saunet", commands={"train": train, "eval": evaluate},
+                   help="saunet's training side: `train` and `eval` (also installed as saunet-train, saunet-eval).")

@@ -220,7 +220,7 @@ def start_or_resume(config: TrainConfig, resume: bool, run: RunFolder) -> tuple[
             raise RunError(f"{run.path / 'last.keras'}: missing; the run cannot be resumed")
         saved.data, saved.epochs = config.data, config.epochs
         return saved, state
-    if (run.path / "config.json").exists():
+    if run.chief and (run.path / "config.json").exists():
         raise RunError(f"{run.path}: already holds a run; add --resume to continue it, or choose another --out")
     return config, {"epoch": 0}
 

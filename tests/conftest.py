@@ -1,0 +1,73 @@
+"""Shared fixtures: the bundled real slices and small synthetic data sets in the Kaggle layout."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+ROOT = Path(__file__).resolve().parents[1]
+SLICES = ROOT / "examples" / "slices"
+
+
+def synthetic_case(rng: np.random.Generator, slices: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """A fake volume: a grey disc of 'brain' with a bright ellipsoid 'tumour' in the middle slices."""
+    yy, xx = np.mgrid[:size, :size]
+    centre = size / 2 + rng.uniform(-size / 10, size / 10, 2)
+    radius = rng.uniform(size / 10, size / 5)
+    images, masks = [], []
+    for z in range(slices):
+        image = np.zeros((size, size, 3), np.uint8)
+        brain = (yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (0.42 * size) ** 2
+        image[brain] = rng.integers(60, 90, size=(brain.sum(), 3))
+        depth = 1 - abs(z - slices / 2) / (slices / 3)
+        mask = np.zeros((size, size), np.uint8)
+        if depth > 0 and 0 < z < slices - 1:
+            mask = (((yy - centre[0]) ** 2 + (xx - centre[1]) ** 2) < (radius * depth) ** 2).astype(np.uint8)
+            image[mask > 0, 1] = rng.integers(180, 230, size=mask.sum())
+        images.append(image)
+        masks.append(mask * 255)
+    return np.stack(images), np.stack(masks)
+
+
+def write_dataset(root: Path, cases: int = 6, slices: int = 8, size: int = 32, suffix: str = ".tif",
+                  seed: int = 0, institution: str = "XX") -> Path:
+    """Writes `cases` synthetic cases as <root>/kaggle_3m/<case>/<case>_<n><suffix> (+ _mask)."""
+    rng = np.random.default_rng(seed)
+    base = root / "kaggle_3m"
+    for c in range(cases):
+        name = f"TCGA_{institution}_{1000 + c}_2000010{c % 9 + 1}"
+        folder = base / name
+        folder.mkdir(parents=True, exist_ok=True)
+        images, masks = synthetic_case(rng, slices, size)
+        for n, (image, mask) in enumerate(zip(images, masks), start=1):
+            Image.fromarray(image).save(folder / f"{name}_{n}{suffix}")
+            Image.fromarray(mask).save(folder / f"{name}_{n}_mask{suffix}")
+    return base
+
+
+@pytest.fixture
+def dataset(tmp_path: Path) -> Path:
+    """Six synthetic 8-slice cases of 32x32 TIFF pairs in the Kaggle layout."""
+    return write_dataset(tmp_path / "data")
+
+
+@pytest.fixture(scope="session")
+def real_slices() -> Path:
+    """The bundled real slices (examples/slices, PNG pairs; see its NOTICE.md)."""
+    return SLICES
+
+
+def run_python(code: str, env: dict | None = None, timeout: int = 300):
+    """Runs Python code in a fresh interpreter (for isolation of TensorFlow state)."""
+    import subprocess
+
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=full_env,
+                          timeout=timeout)

@@ -1,0 +1,136 @@
+"""Tests for saunet.training.pipeline: scaling equal to the runtime's, joint image/mask augmentation."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import saunet.training  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
+import tensorflow as tf
+
+from saunet.runtime.preprocess import Preprocessing, resize_image, to_input
+from saunet.training.dataset import find_cases, load_cases, stack
+from saunet.training.pipeline import Augmentation, augment, make_dataset
+
+STRONG = Augmentation(rotation=30, shift=0.2, shear=10, zoom=0.2, flip=True)
+NONE = Augmentation(rotation=0, shift=0, shear=0, zoom=0, flip=False)
+FLIP = Augmentation(rotation=0, shift=0, shear=0, zoom=0, flip=True)
+
+
+def collect(data: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    images, masks = zip(*[(x.numpy(), y.numpy()) for x, y in data])
+    return np.concatenate(images), np.concatenate(masks)
+
+
+def rectangles(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Masks of one to three random rectangles; images whose channel 0 is mask*255, the rest noise."""
+    rng = np.random.default_rng(seed)
+    masks = np.zeros((n, size, size), np.uint8)
+    for k in range(n):
+        for _ in range(rng.integers(1, 4)):
+            y, x = rng.integers(2, size // 2, 2)
+            h, w = rng.integers(size // 6, size // 2, 2)
+            masks[k, y:y + h, x:x + w] = 1
+    images = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+    images[..., 0] = masks * 255
+    return images, masks
+
+
+@pytest.fixture(scope="module")
+def real(real_slices: Path) -> tuple[np.ndarray, np.ndarray]:
+    return stack(load_cases(find_cases(real_slices), 256))
+
+
+@pytest.mark.parametrize("size, scale", [(256, 1 / 255), (64, 1 / 255), (64, 1 / 127.5)])
+def test_no_augmentation_equals_runtime_to_input_bit_for_bit(real, size: int, scale: float) -> None:
+    images, masks = real
+    images = np.stack([resize_image(i, size) for i in images])
+    masks = masks[:, :size, :size]
+    spec = Preprocessing(input_size=size, scale=scale)
+    got_images, got_masks = collect(make_dataset(images, masks, batch_size=4, spec=spec))
+    expected = np.stack([to_input(image, spec) for image in images])
+    assert got_images.dtype == np.float32 and expected.dtype == np.float32
+    assert got_images.shape == (9, size, size, 3)
+    assert np.array_equal(got_images, expected)
+    assert got_masks.dtype == np.float32 and got_masks.shape == (9, size, size, 1)
+    assert set(np.unique(got_masks)) <= {0.0, 1.0}
+    assert np.array_equal(got_masks[..., 0], masks.astype(np.float32))
+
+
+def test_batches_and_shuffle_keep_image_and_mask_together() -> None:
+    n, size = 10, 8
+    images = np.repeat(np.arange(n, dtype=np.uint8)[:, None, None, None] * 20, size * size * 3).reshape(n, size, size, 3)
+    masks = np.zeros((n, size, size), np.uint8)
+    for k in range(n):
+        masks[k].flat[:k] = 1  # mask k has k ones
+    spec = Preprocessing(input_size=size)
+    data = make_dataset(images, masks, batch_size=4, spec=spec, shuffle=True, seed=1)
+    assert [x.shape[0] for x, _ in data] == [4, 4, 2]
+    got_images, got_masks = collect(data)
+    ids = np.rint(got_images[:, 0, 0, 0] * 255 / 20).astype(int)
+    assert sorted(ids) == list(range(n))
+    assert [int(m.sum()) for m in got_masks] == list(ids)
+
+
+def test_strong_augmentation_keeps_masks_binary_and_moves_image_and_mask_together() -> None:
+    tf.random.set_seed(1234)
+    images, masks = rectangles(24, 32, seed=5)
+    spec = Preprocessing(input_size=32)
+    got_images, got_masks = collect(make_dataset(images, masks, batch_size=8, spec=spec, augmentation=STRONG))
+    assert got_images.shape == (24, 32, 32, 3) and got_masks.shape == (24, 32, 32, 1)
+    assert set(np.unique(got_masks)) <= {0.0, 1.0}
+    assert got_images.min() >= 0.0 and got_images.max() <= 1.0 + 1e-6
+    # the same geometry: the thresholded image channel that carried the mask is the augmented mask
+    agreement = np.mean((got_images[..., 0] > 0.5) == (got_masks[..., 0] > 0.5))
+    assert agreement >= 0.98, agreement
+    # ... and augmentation really did move things, in almost every sample
+    changed = [not np.array_equal(got_masks[k, ..., 0], masks[k]) for k in range(len(masks))]
+    assert sum(changed) >= 22, changed
+    assert np.mean(got_masks[..., 0] != masks) > 0.05
+
+
+def test_augment_on_a_batch_of_tensors() -> None:
+    tf.random.set_seed(7)
+    images, masks = rectangles(8, 40, seed=9)
+    x = tf.constant(images.astype(np.float32) / 255)
+    y = tf.constant(masks[..., None].astype(np.float32))
+    ax, ay = augment(x, y, STRONG)
+    assert ax.shape == x.shape and ay.shape == y.shape
+    ax, ay = ax.numpy(), ay.numpy()
+    assert set(np.unique(ay)) <= {0.0, 1.0}
+    assert np.mean((ax[..., 0] > 0.5) == (ay[..., 0] > 0.5)) >= 0.98
+    assert not np.array_equal(ay, y.numpy())
+
+
+def test_zero_augmentation_is_the_identity() -> None:
+    images, masks = rectangles(12, 32, seed=3)
+    spec = Preprocessing(input_size=32)
+    plain = collect(make_dataset(images, masks, batch_size=5, spec=spec))
+    for _ in range(2):
+        same = collect(make_dataset(images, masks, batch_size=5, spec=spec, augmentation=NONE))
+        assert np.array_equal(same[0], plain[0])
+        assert np.array_equal(same[1], plain[1])
+
+
+@pytest.mark.parametrize("size", [32, 33])
+def test_flip_only_mirrors_or_keeps_each_slice(size: int) -> None:
+    tf.random.set_seed(42)
+    images, masks = rectangles(32, size, seed=11)
+    spec = Preprocessing(input_size=size)
+    plain_x, plain_y = collect(make_dataset(images, masks, batch_size=16, spec=spec))
+    got_x, got_y = collect(make_dataset(images, masks, batch_size=16, spec=spec, augmentation=FLIP))
+    mirrored = 0
+    for k in range(len(images)):
+        if np.array_equal(got_x[k], plain_x[k]):
+            assert np.array_equal(got_y[k], plain_y[k])
+        else:
+            assert np.array_equal(got_x[k], plain_x[k][:, ::-1]), k
+            assert np.array_equal(got_y[k], plain_y[k][:, ::-1]), k
+            mirrored += 1
+    assert 0 < mirrored < len(images)
+
+
+def test_augmentation_to_dict() -> None:
+    assert STRONG.to_dict() == {"rotation": 30, "shift": 0.2, "shear": 10, "zoom": 0.2, "flip": True}
+    assert Augmentation().to_dict() == {"rotation": 0.25, "shift": 0.05, "shear": 0.05, "zoom": 0.05, "flip": True}

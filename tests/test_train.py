@@ -1,0 +1,134 @@
+"""saunet-train and saunet-eval end to end on tiny synthetic data: run folder, resume, errors."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import run_python, write_dataset
+
+TINY = ["--input-size", "32", "--batch-size", "8", "--split", "0.6/0.2/0.2"]
+
+
+def saunet(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "saunet.training", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def history_epochs(run: Path) -> list[int]:
+    with (run / "history.csv").open(newline="") as handle:
+        return [int(row["epoch"]) for row in csv.DictReader(handle)]
+
+
+def optimizer_steps(model_file: Path) -> int:
+    result = run_python(
+        "import saunet.training, sys\n"
+        "from saunet.training.keras import keras\n"
+        "from saunet.training.train import custom_objects\n"
+        f"m = keras.models.load_model({str(model_file)!r}, custom_objects=custom_objects())\n"
+        "print(int(m.optimizer.iterations.numpy()))\n"
+    )
+    assert result.returncode == 0, result.stderr
+    return int(result.stdout.split()[-1])
+
+
+def test_run_folder_has_every_artifact(dataset: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    result = saunet("train", "--data", str(dataset), "--out", str(run), "--epochs", "2", *TINY)
+    assert result.returncode == 0, result.stderr
+    for name in ("config.json", "split.json", "state.json", "last.keras", "best.keras", "history.csv",
+                 "curves.png", "samples.png"):
+        assert (run / name).is_file(), name
+    assert any((run / "tensorboard").rglob("events.out.tfevents.*"))
+    split = json.loads((run / "split.json").read_text())
+    assert len(split["train"]) == 4 and len(split["val"]) == 1 and len(split["test"]) == 1
+    assert history_epochs(run) == [0, 1]
+    with (run / "history.csv").open(newline="") as handle:
+        row = next(csv.DictReader(handle))
+    assert {"loss", "dice", "iou", "accuracy", "val_dice_3d", "val_dice_3d_lcc"} <= set(row)
+    state = json.loads((run / "state.json").read_text())
+    assert state["epoch"] == 2 and 1 <= state["best_epoch"] <= 2
+    assert "best validation per-patient 3D Dice" in result.stdout
+
+    evaluated = saunet("eval", "--data", str(dataset), "--model", str(run), "--json", str(tmp_path / "s.json"))
+    assert evaluated.returncode == 0, evaluated.stderr
+    scores = json.loads((tmp_path / "s.json").read_text())
+    assert scores["split"] == "test" and [p["patient"] for p in scores["per_patient"]] == split["test"]
+    assert "per-patient 3D Dice, mean" in evaluated.stdout
+
+
+def test_killed_run_resumes_after_last_finished_epoch(dataset: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    epochs = 12
+    process = subprocess.Popen([sys.executable, "-m", "saunet.training", "train", "--data", str(dataset),
+                                "--out", str(run), "--epochs", str(epochs), *TINY],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state_file = run / "state.json"
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if state_file.exists() and json.loads(state_file.read_text())["epoch"] >= 1:
+            break
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    finished = json.loads(state_file.read_text())["epoch"]
+    assert 1 <= finished < epochs, "the run should have been killed part-way"
+    assert not list(run.glob(".*partial*")), "a kill must leave no half-written file"
+
+    result = saunet("train", "--data", str(dataset), "--out", str(run), "--epochs", str(epochs), "--resume")
+    assert result.returncode == 0, result.stderr
+    assert f"epochs {finished + 1} to {epochs}" in result.stdout
+    epochs_logged = history_epochs(run)
+    assert epochs_logged[-(epochs - finished):] == list(range(finished, epochs))
+    assert json.loads(state_file.read_text())["epoch"] == epochs
+    steps_per_epoch = 4  # 4 training cases x 8 slices, batch 8
+    assert optimizer_steps(run / "last.keras") == epochs * steps_per_epoch, "optimiser state was not restored"
+
+
+def test_new_run_refuses_existing_run_folder(dataset: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert saunet("train", "--data", str(dataset), "--out", str(run), "--epochs", "1", *TINY).returncode == 0
+    again = saunet("train", "--data", str(dataset), "--out", str(run), "--epochs", "1", *TINY)
+    assert again.returncode == 1
+    assert again.stderr.strip().splitlines()[-1] == f"error: {run}: already holds a run; add --resume to continue it, or choose another --out"
+
+
+@pytest.mark.parametrize("setup, expected", [
+    ("missing", "no such data folder"),
+    ("empty", "no image/mask pairs"),
+    ("unpaired", "image without its mask"),
+    ("corrupt", "not a readable image"),
+])
+def test_bad_data_is_one_line_error_naming_the_file(tmp_path: Path, setup: str, expected: str) -> None:
+    data = tmp_path / "data"
+    if setup != "missing":
+        data.mkdir()
+    if setup in ("unpaired", "corrupt"):
+        data = write_dataset(tmp_path / "d2", cases=5, slices=4)
+        victim = next(data.rglob("*_2.tif"))
+        if setup == "unpaired":
+            victim.with_name(victim.stem + "_mask.tif").unlink()
+        else:
+            victim.write_bytes(b"this is not a TIFF file")
+    result = saunet("train", "--data", str(data), "--out", str(tmp_path / "run"), "--epochs", "1", *TINY)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: ") and expected in lines[-1]
+    assert str(victim if setup in ("unpaired", "corrupt") else data) in lines[-1]
+    assert not (tmp_path / "run" / "best.keras").exists()
+
+
+def test_skip_bad_goes_on_and_counts(tmp_path: Path) -> None:
+    data = write_dataset(tmp_path / "d", cases=5, slices=4)
+    next(data.rglob("*_2.tif")).write_bytes(b"garbage")
+    next(data.rglob("*_3_mask.tif")).unlink()
+    result = saunet("train", "--data", str(data), "--out", str(tmp_path / "run"), "--epochs", "1", "--skip-bad", *TINY)
+    assert result.returncode == 0, result.stderr
+    assert "skipped 2 bad file(s)" in result.stdout
