@@ -1,0 +1,27 @@
+# saunet: the two commands a new user needs are `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.saunet-installed
+
+.PHONY: setup demo test clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[train,pi,dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	rm -rf runs/demo
+	$(VENV)/bin/saunet-train --data examples/slices --out runs/demo --epochs 3 --input-size 128 --batch-size 4
+	$(VENV)/bin/saunet-eval --data examples/slices --model runs/demo --split test
+	@echo "demo run folder: runs/demo (curves.png, samples.png, history.csv, best.keras)"
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) runs/demo .pytest_cache
