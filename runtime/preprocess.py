@@ -64,6 +64,7 @@ def _open(path: Path) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(path)
             if image.width * image.height > MAX_PIXELS:
+                image.close()
                 raise InputError(path, f"{image.width}x{image.height} pixels is above the limit of {MAX_PIXELS:,}")
             image.load()
     except InputError:

@@ -117,8 +117,6 @@ def test_data_csv_joined_by_patient_id(tmp_path: Path, where: str) -> None:
     assert cases["TCGA_XX_1002_20000103"].info == {}
 
 
-@pytest.mark.xfail(strict=True, reason="data.csv is opened without encoding='utf-8-sig': a byte-order mark "
-                                       "turns the 'Patient' header into '\\ufeffPatient' and every row is dropped")
 def test_data_csv_with_byte_order_mark_is_joined(tmp_path: Path) -> None:
     base = write_dataset(tmp_path / "data", cases=1, slices=2, size=8)
     (base / "data.csv").write_text("Patient,age\r\nTCGA_XX_1000,45\r\n", encoding="utf-8-sig")  # as Excel saves it
@@ -196,10 +194,13 @@ def test_name_without_slice_number(dataset: Path) -> None:
     assert "slice number" in one_line_naming(error.value, image)
 
 
-def test_corrupt_file_on_load_case(dataset: Path) -> None:
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "empty"])
+def test_corrupt_file_on_load_case(dataset: Path, damage: str) -> None:
     cases = find_cases(dataset)  # finding only looks at names
     corrupt = cases[2].slices[4].image
-    corrupt.write_bytes(b"this is not a TIFF file\x00\xff" * 20)
+    content = corrupt.read_bytes()
+    corrupt.write_bytes({"garbage": b"this is not a TIFF file\x00\xff" * 20, "truncated": content[: len(content) // 2],
+                         "empty": b""}[damage])
     load_case(cases[0], 32)  # other cases still load
     with pytest.raises(DataError) as error:
         load_case(cases[2], 32)
@@ -307,6 +308,14 @@ def test_decompression_bomb_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         read_image(tmp_path / "bomb.png")
     message = one_line_naming(error.value, tmp_path / "bomb.png")
     assert "11x10" in message and "limit" in message
+    # pillow's own bomb check (a warning turned into an error) is reported the same way
+    monkeypatch.setattr(preprocess, "MAX_PIXELS", 10_000)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50)
+    with pytest.raises(InputError) as error:
+        read_image(tmp_path / "ok.png")
+    assert "limit" in one_line_naming(error.value, tmp_path / "ok.png")
+    monkeypatch.undo()
+    monkeypatch.setattr(preprocess, "MAX_PIXELS", 100)
 
     # through the data loader it is a DataError naming the file (or a counted skip)
     folder = tmp_path / "data" / "TCGA_XX_1000_20000101"
@@ -401,8 +410,6 @@ def test_invalid_fractions_rejected(fractions: tuple) -> None:
         split_cases(patient_names(10), fractions)
 
 
-@pytest.mark.xfail(strict=True, reason="the fraction check uses `f < 0` and `abs(sum - 1) > 1e-6`, both False "
-                                       "for NaN, so a NaN fraction is accepted (and the rest is called training)")
 def test_nan_fraction_rejected() -> None:
     with pytest.raises(ValueError, match="fractions"):
         split_cases(patient_names(10), (math.nan, 0.5, 0.5))

