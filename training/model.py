@@ -25,6 +25,8 @@ class Preset:
             attention straight to the last pooled map and has no bottleneck convolutions.
         attention_bias: whether the 7x7 attention convolution has a bias (seed: yes).
         block_size, keep_prob: DropBlock2D settings.
+        dropblock: False leaves DropBlock2D out (it is the identity at inference anyway), so
+            each BatchNorm directly follows its Conv2D and the int8 export can fold it.
     """
 
     filters: tuple[int, ...]
@@ -32,6 +34,7 @@ class Preset:
     attention_bias: bool
     block_size: int = 7
     keep_prob: float = 0.9
+    dropblock: bool = True
 
 
 PRESETS: dict[str, Preset] = {
@@ -50,7 +53,8 @@ def conv_unit(x, filters: int, preset: Preset, name: str):
         name: prefix of the four layers' names (the int8 export finds DropBlocks by it).
     """
     x = layers.Conv2D(filters, 3, padding="same", name=f"{name}_conv")(x)
-    x = DropBlock2D(preset.block_size, preset.keep_prob, name=f"{name}_dropblock")(x)
+    if preset.dropblock:
+        x = DropBlock2D(preset.block_size, preset.keep_prob, name=f"{name}_dropblock")(x)
     x = layers.BatchNormalization(name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
@@ -103,6 +107,8 @@ def build_saunet(
     base_filters: int | None = None,
     block_size: int | None = None,
     keep_prob: float | None = None,
+    dropblock: bool = True,
+    batch_size: int | None = None,
 ) -> keras.Model:
     """Builds an SA-UNet for binary segmentation; the output is a sigmoid probability map.
 
@@ -115,13 +121,15 @@ def build_saunet(
         channels: input channels (3: pre-contrast, FLAIR, post-contrast).
         base_filters: width of the first level (16); deeper levels double it.
         block_size, keep_prob: DropBlock2D settings; the preset's by default.
+        dropblock: False builds the inference graph without DropBlock2D (same weights).
+        batch_size: a fixed batch (the int8 export uses 1 for static shapes); None: any.
     """
-    spec = preset_spec(preset, base_filters, block_size, keep_prob)
+    spec = replace(preset_spec(preset, base_filters, block_size, keep_prob), dropblock=dropblock)
     levels = len(spec.filters)
     if input_size % (2**levels):
         raise ValueError(f"input size {input_size} is not divisible by {2 ** levels} ({levels} poolings)")
 
-    inputs = keras.Input((input_size, input_size, channels), name="image")
+    inputs = keras.Input((input_size, input_size, channels), batch_size=batch_size, name="image")
     skips, x = [], inputs
     for level, width in enumerate(spec.filters, start=1):
         skip, x = down(x, width, spec, f"down{level}")

@@ -1,0 +1,79 @@
+"""A loaded saunet model: scan in, tumour probability map out, at the scan's own size."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from saunet.runtime.interpreter import make_interpreter
+from saunet.runtime.metadata import ModelError, read_metadata
+from saunet.runtime.preprocess import Preprocessing, resize_probability, to_input
+
+
+@dataclass
+class Prediction:
+    """One scan's result: probabilities at the scan's size, and where the time went (ms)."""
+
+    probability: np.ndarray
+    preprocess_ms: float
+    invoke_ms: float
+    postprocess_ms: float
+
+
+class Segmenter:
+    """Wraps one interpreter, built once and reused for every scan.
+
+    Args:
+        model_path: a .tflite file written by saunet-export (it carries its preprocessing).
+        threads: CPU threads; all cores by default.
+        delegate: "edgetpu", a path to an external delegate library, or None for the CPU.
+        backend: require an interpreter package by name (default: the lightest installed).
+    """
+
+    def __init__(self, model_path: Path | str, threads: int | None = None, delegate: str | None = None,
+                 backend: str | None = None):
+        self.path = Path(model_path)
+        self.metadata = read_metadata(self.path)
+        self.spec = Preprocessing.from_dict(self.metadata.get("preprocessing", {}))
+        self.interpreter, self.backend = make_interpreter(self.path, threads, delegate, backend)
+        self.delegate = delegate
+        (self.input,) = self.interpreter.get_input_details()
+        (self.output,) = self.interpreter.get_output_details()
+        size = self.spec.input_size
+        if tuple(self.input["shape"]) != (1, size, size, len(self.spec.channels)):
+            raise ModelError(self.path, f"input shape {tuple(self.input['shape'])} is not the 1x{size}x{size}x"
+                                        f"{len(self.spec.channels)} image its metadata describes")
+        if tuple(self.output["shape"]) != (1, size, size, 1):
+            raise ModelError(self.path, f"output shape {tuple(self.output['shape'])} is not a 1x{size}x{size}x1 mask")
+
+    def _quantize(self, x: np.ndarray) -> np.ndarray:
+        scale, zero = self.input["quantization"]
+        if self.input["dtype"] == np.float32 or not scale:
+            return x.astype(self.input["dtype"])
+        info = np.iinfo(self.input["dtype"])
+        return np.clip(np.rint(x / np.float32(scale)) + zero, info.min, info.max).astype(self.input["dtype"])
+
+    def _dequantize(self, y: np.ndarray) -> np.ndarray:
+        scale, zero = self.output["quantization"]
+        if self.output["dtype"] == np.float32 or not scale:
+            return y.astype(np.float32)
+        return (y.astype(np.float32) - zero) * np.float32(scale)
+
+    def predict(self, pixels: np.ndarray) -> Prediction:
+        """Probabilities for one HxWx3 uint8 scan, mapped back to HxW."""
+        start = time.perf_counter()
+        x = self._quantize(to_input(pixels, self.spec)[None])
+        self.interpreter.set_tensor(self.input["index"], x)
+        ready = time.perf_counter()
+        self.interpreter.invoke()
+        done = time.perf_counter()
+        y = self._dequantize(self.interpreter.get_tensor(self.output["index"])[0, :, :, 0])
+        probability = resize_probability(y, pixels.shape[0], pixels.shape[1])
+        end = time.perf_counter()
+        return Prediction(probability, 1e3 * (ready - start), 1e3 * (done - ready), 1e3 * (end - done))
+
+    def predict_batch(self, images: np.ndarray) -> np.ndarray:
+        """Probabilities for n x s x s x 3 uint8 scans (for evaluation); batch 1 underneath."""
+        return np.stack([self.predict(image).probability for image in images])
