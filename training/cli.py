@@ -92,7 +92,7 @@ def evaluate(data, model_path, split, json_out, skip_bad) -> None:
     from saunet.training import evaluate as ev
 
     try:
-        model, run, spec = load_keras_model(model_path)
+        model, run, spec = ev.load_keras_model(model_path)
         names = None if split == "all" else ev.split_cases_of(run, split)
         volumes = ev.load_split(data, names, spec.input_size, skip_bad)
         scores = ev.score(volumes, ev.keras_predictor(model, spec), spec.threshold)
@@ -105,23 +105,6 @@ def evaluate(data, model_path, split, json_out, skip_bad) -> None:
         click.echo(f"scores written to {json_out}")
 
 
-def load_keras_model(path: Path):
-    """(model, run folder, preprocessing) for a run folder or a .keras file in one."""
-    from saunet.training.keras import keras
-    from saunet.training.train import custom_objects
-
-    model_file = path / "best.keras" if path.is_dir() else path
-    run = model_file.parent
-    if not model_file.is_file():
-        raise DataError(f"{model_file}: no such model file")
-    try:
-        model = keras.models.load_model(model_file, custom_objects=custom_objects(), compile=False)
-    except Exception as error:  # Keras raises many types for a bad file
-        raise DataError(f"{model_file}: not a loadable Keras model ({type(error).__name__})") from None
-    config = run / "config.json"
-    spec = Preprocessing.from_dict(json.loads(config.read_text()).get("preprocessing", {})) if config.is_file() \
-        else Preprocessing(input_size=model.input_shape[1])
-    return model, run, spec
 
 
 main = click.Group("saunet", commands={"train": train, "eval": evaluate},

@@ -82,4 +82,24 @@ def format_table(scores: dict, title: str) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["METRIC_NAMES", "format_table", "keras_predictor", "load_split", "predict_volumes", "score"]
+def load_keras_model(path: Path):
+    """(model, run folder, preprocessing) for a run folder or a .keras file in one."""
+    from saunet.training.keras import keras
+    from saunet.training.train import custom_objects
+
+    model_file = path / "best.keras" if path.is_dir() else path
+    run = model_file.parent
+    if not model_file.is_file():
+        raise DataError(f"{model_file}: no such model file")
+    try:
+        model = keras.models.load_model(model_file, custom_objects=custom_objects(), compile=False)
+    except Exception as error:  # Keras raises many types for a bad file
+        raise DataError(f"{model_file}: not a loadable Keras model ({type(error).__name__})") from None
+    config = run / "config.json"
+    spec = Preprocessing.from_dict(json.loads(config.read_text()).get("preprocessing", {})) if config.is_file() \
+        else Preprocessing(input_size=model.input_shape[1])
+    return model, run, spec
+
+
+__all__ = ["METRIC_NAMES", "format_table", "keras_predictor", "load_keras_model", "load_split", "predict_volumes",
+           "score"]
