@@ -68,6 +68,9 @@ def export(source: Path, names: list[str], out: Path | None, data: Path | None, 
     from saunet.training.evaluate import keras_predictor, load_keras_model
 
     model, run, spec = load_keras_model(source)
+    if model.name not in ("saunet_seed", "saunet_sa_unet"):
+        model_file = source / "best.keras" if source.is_dir() else source
+        raise ModelError(model_file, f"not a saunet model (a Keras model named {model.name!r})")
     paths = output_paths(source, run, out, names)
     existing = [p for p in paths.values() if p.exists()]
     if existing and not force:

@@ -84,7 +84,7 @@ def test_block_size_and_keep_prob_options() -> None:
     assert len(defaults) == 16 and all(b.block_size == 7 and b.keep_prob == 0.9 for b in defaults)
     spec = preset_spec("seed", base_filters=8, block_size=5, keep_prob=0.75)
     assert describe(spec) == {"filters": [8, 16, 32, 64], "bottleneck": False, "attention_bias": True,
-                              "block_size": 5, "keep_prob": 0.75}
+                              "block_size": 5, "keep_prob": 0.75, "dropblock": True}
 
 
 @pytest.mark.parametrize("preset, size", [

@@ -1,0 +1,84 @@
+"""saunet-export on a tiny run: outputs, parity report, gate, and bad input."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import write_dataset
+
+
+def cli(module: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> tuple[Path, Path]:
+    """A one-epoch 32x32 sa-unet run on synthetic data: (run folder, data folder)."""
+    root = tmp_path_factory.mktemp("export")
+    data = write_dataset(root / "data", cases=6, slices=8)
+    folder = root / "run"
+    result = cli("saunet.training", "train", "--data", str(data), "--out", str(folder), "--epochs", "1",
+                 "--input-size", "32", "--batch-size", "8", "--split", "0.6/0.2/0.2")
+    assert result.returncode == 0, result.stderr
+    return folder, data
+
+
+def test_export_writes_models_and_parity_report(run: tuple[Path, Path], tmp_path: Path) -> None:
+    folder, _ = run
+    out = tmp_path / "tiny.tflite"
+    result = cli("saunet.quantize", str(folder), "--ptq", "--float32", "--out", str(out), "--allow-drop")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "tiny_int8_ptq.tflite").is_file() and (tmp_path / "tiny_float32.tflite").is_file()
+    report = json.loads((tmp_path / "tiny_int8_ptq_parity.json").read_text())
+    assert set(report["exports"]) == {"int8-ptq", "float32"}
+    assert report["exports"]["float32"]["mask_agreement"] > 0.999
+    assert report["cases"] == json.loads((folder / "split.json").read_text())["val"]
+    assert "| float32 |" in (tmp_path / "tiny_int8_ptq_parity.md").read_text()
+
+    again = cli("saunet.quantize", str(folder), "--float32", "--out", str(tmp_path / "tiny_float32.tflite"))
+    assert again.returncode == 1
+    assert again.stderr.strip().splitlines()[-1] == \
+        f"error: {tmp_path / 'tiny_float32.tflite'}: exists; add --force to overwrite it"
+
+
+def test_gate_fails_on_a_drop_beyond_tolerance(run: tuple[Path, Path], tmp_path: Path) -> None:
+    folder, _ = run
+    result = cli("saunet.quantize", str(folder), "--ptq", "--out", str(tmp_path / "m.tflite"), "--tolerance", "-1")
+    assert result.returncode == 2
+    assert "dropped by more than -1.0" in result.stderr.strip().splitlines()[-1]
+    assert (tmp_path / "m_parity.md").is_file()
+
+
+@pytest.mark.parametrize("case", ["no-checkpoint", "corrupt-checkpoint", "not-saunet", "no-training-data"])
+def test_bad_sources_are_one_line_errors(run: tuple[Path, Path], tmp_path: Path, case: str) -> None:
+    folder, data = run
+    source = tmp_path / "run"
+    source.mkdir()
+    for name in ("config.json", "split.json"):
+        (source / name).write_text((folder / name).read_text())
+    extra = []
+    if case == "corrupt-checkpoint":
+        (source / "best.keras").write_bytes(b"PK\x03\x04 broken zip")
+    elif case == "not-saunet":
+        import saunet.training  # noqa: F401
+        from saunet.training.keras import keras
+        inputs = keras.Input((32, 32, 3))
+        keras.Model(inputs, keras.layers.Conv2D(1, 1)(inputs)).save(source / "best.keras")
+    elif case == "no-training-data":
+        (source / "best.keras").write_bytes((folder / "best.keras").read_bytes())
+        empty = tmp_path / "empty"
+        write_dataset(empty, cases=1, slices=2, institution="ZZ")
+        extra = ["--data", str(empty / "kaggle_3m")]
+    result = cli("saunet.quantize", str(source), "--ptq", "--out", str(tmp_path / "m.tflite"), *extra)
+    assert result.returncode == 1, result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    expected = {"no-checkpoint": f"{source / 'best.keras'}: no such model file",
+                "corrupt-checkpoint": f"{source / 'best.keras'}: not a loadable Keras model",
+                "not-saunet": "best.keras: not a saunet model",
+                "no-training-data": "lacks case"}[case]
+    assert line.startswith("error: ") and expected in line
+    assert not list(tmp_path.glob("m*.tflite"))
