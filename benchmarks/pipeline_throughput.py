@@ -20,7 +20,6 @@ from datetime import date
 from pathlib import Path
 
 import saunet.training  # noqa: F401  (Keras 2 before TensorFlow)
-import numpy as np
 import tensorflow as tf
 
 from saunet.benchmarks import machine

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 import saunet.quantize  # noqa: F401  (Keras 2 before TensorFlow)
-from saunet.quantize.formats import BY_NAME, FORMATS, table
+from saunet.quantize.formats import BY_NAME, table
 from saunet.runtime.files import atomic_path
 from saunet.runtime.metadata import ModelError
 from saunet.runtime.preprocess import InputError

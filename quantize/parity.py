@@ -53,7 +53,7 @@ def compare(volumes: list[Volume], reference: Predictor, candidates: dict[str, P
 def markdown(report: dict, sizes: dict[str, int]) -> str:
     """The parity report as a Markdown table (written beside the models)."""
     lines = [
-        f"# Parity of the exports with the float model",
+        "# Parity of the exports with the float model",
         "",
         f"{len(report['cases'])} validation case(s); per-patient 3D Dice of the mask thresholded at "
         f"{report['threshold']}, mean over patients; tolerance {report['tolerance']}.",

@@ -9,7 +9,7 @@ import click
 
 import saunet.training  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from saunet.runtime.files import write_text
-from saunet.runtime.preprocess import InputError, Preprocessing
+from saunet.runtime.preprocess import InputError
 from saunet.training.dataset import DataError
 from saunet.training.distribute import STRATEGIES
 from saunet.training.losses import LOSSES
