@@ -31,6 +31,7 @@ from saunet.runtime.metrics import score_patients
 from saunet.runtime.preprocess import Preprocessing
 from saunet.training import distribute
 from saunet.training.dataset import BadFiles, Volume, find_cases, load_cases, split_cases, stack
+from saunet.training.evaluate import keras_predictor, predict_volumes
 from saunet.training.keras import keras
 from saunet.training.losses import make_loss, training_metrics
 from saunet.training.model import build_saunet, describe, preset_spec
@@ -134,13 +135,9 @@ class PatientValidation(keras.callbacks.Callback):
         self.batch_size = batch_size
         self.sample_index = pick_samples(volumes, samples)
 
-    def predict(self, images: np.ndarray) -> np.ndarray:
-        inputs = images.astype(np.float32) * np.float32(self.spec.scale)
-        return self.model.predict(inputs, batch_size=self.batch_size, verbose=0)[..., 0]
-
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs if logs is not None else {}
-        probabilities = {v.case: (self.predict(v.images), v.masks) for v in self.volumes}
+        probabilities = predict_volumes(self.volumes, keras_predictor(self.model, self.spec, self.batch_size))
         scores = score_patients(probabilities, self.spec.threshold)
         logs.update(validation_logs(scores))
         save_model(self.model, self.run.file("last.keras"))
