@@ -44,11 +44,19 @@ def output_paths(source: Path, run: Path, out: Path | None, names: list[str]) ->
 @click.option("--tolerance", default=0.01, help="largest allowed drop of mean per-patient Dice")
 @click.option("--allow-drop", is_flag=True, help="exit 0 even when an export drops more than --tolerance")
 @click.option("--force", is_flag=True, help="overwrite existing output files")
-def main(source, formats, out, data, qat_epochs, qat_lr, qat_steps, calibration, tolerance, allow_drop, force):
+@click.option("--edgetpu", is_flag=True, help="check the int8 model for the Coral Edge TPU (compiler if installed)")
+def main(source, formats, out, data, qat_epochs, qat_lr, qat_steps, calibration, tolerance, allow_drop, force,
+         edgetpu):
     """Export a trained run (or a .keras file in one) to TFLite, then check parity on validation patients."""
     names = list(dict.fromkeys(formats)) or ["int8"]
+    integer = [n for n in names if BY_NAME[n].integer_io]
+    if edgetpu and not integer:
+        click.echo("error: --edgetpu needs an int8 export (--int8 or --ptq)", err=True)
+        sys.exit(1)
     try:
         report = export(source, names, out, data, qat_epochs, qat_lr, qat_steps, calibration, tolerance, force)
+        if edgetpu:
+            check_edgetpu(Path(report["paths"][integer[0]]))
     except FAILURES as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(1)
@@ -111,4 +119,16 @@ def export(source: Path, names: list[str], out: Path | None, data: Path | None, 
     json_path, md_path = write_report(report, sizes, stem)
     click.echo(markdown(report, sizes))
     click.echo(f"parity report: {json_path}, {md_path}")
-    return report
+    return {**report, "paths": {name: str(path) for name, path in paths.items()}}
+
+
+def check_edgetpu(model: Path) -> None:
+    """Runs the Edge TPU compiler or static check on `model`; writes <stem>_edgetpu.json."""
+    from saunet.quantize.edgetpu import compile_or_check, summary
+    from saunet.runtime.files import write_text
+
+    report = compile_or_check(model)
+    target = model.with_name(model.stem + "_edgetpu.json")
+    write_text(target, json.dumps(report, indent=2) + "\n")
+    click.echo(summary(report))
+    click.echo(f"Edge TPU report: {target}")

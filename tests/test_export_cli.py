@@ -30,8 +30,10 @@ def run(tmp_path_factory) -> tuple[Path, Path]:
 def test_export_writes_models_and_parity_report(run: tuple[Path, Path], tmp_path: Path) -> None:
     folder, _ = run
     out = tmp_path / "tiny.tflite"
-    result = cli("saunet.quantize", str(folder), "--ptq", "--float32", "--out", str(out), "--allow-drop")
+    result = cli("saunet.quantize", str(folder), "--ptq", "--float32", "--out", str(out), "--allow-drop", "--edgetpu")
     assert result.returncode == 0, result.stderr
+    edgetpu = json.loads((tmp_path / "tiny_int8_ptq_edgetpu.json").read_text())
+    assert edgetpu["compiler"] is None and "not on PATH" in result.stdout
     assert (tmp_path / "tiny_int8_ptq.tflite").is_file() and (tmp_path / "tiny_float32.tflite").is_file()
     report = json.loads((tmp_path / "tiny_int8_ptq_parity.json").read_text())
     assert set(report["exports"]) == {"int8-ptq", "float32"}

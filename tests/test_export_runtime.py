@@ -138,3 +138,14 @@ def test_missing_delegate_is_an_error_unless_cpu_fallback(models: dict[str, Path
     assert fallback.returncode == 0, fallback.stderr
     assert "running on the CPU instead" in fallback.stderr
     assert (tmp_path / "b" / f"{scan.stem}_pred.png").is_file()
+
+
+def test_edgetpu_static_check_flags_channel_reductions(models: dict[str, Path]) -> None:
+    from saunet.quantize.edgetpu import static_check
+
+    report = static_check(models["int8"])
+    assert report["ops_total"] == sum(describe_model(models["int8"])["ops"].values())
+    flagged = {op for op, _ in report["unsupported"]}
+    assert flagged == {"MEAN", "REDUCE_MAX"}  # ChannelPool reduces over channels (axis 3)
+    first = report["ops_before_first_unsupported"]
+    assert report["ops"][first]["op"] in flagged and all(o["supported"] for o in report["ops"][:first])
