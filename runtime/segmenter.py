@@ -9,7 +9,7 @@ import numpy as np
 
 from saunet.runtime.interpreter import make_interpreter
 from saunet.runtime.metadata import ModelError, read_metadata
-from saunet.runtime.preprocess import Preprocessing, resize_probability, to_input
+from saunet.runtime.preprocess import Preprocessing, resize_image, resize_probability, to_input
 
 
 @dataclass
@@ -48,6 +48,18 @@ class Segmenter:
         if tuple(self.output["shape"]) != (1, size, size, 1):
             raise ModelError(self.path, f"output shape {tuple(self.output['shape'])} is not a 1x{size}x{size}x1 mask")
 
+    def _model_input(self, pixels: np.ndarray) -> np.ndarray:
+        """The input tensor for one scan (batch of 1).
+
+        saunet's int8 exports take pixel - 128 exactly (scale 1/255, zero point -128, see
+        quantize/convert.py), which is computed directly; other models go through floats.
+        """
+        if self.input["dtype"] == np.int8 and self.input["quantization"] == (np.float32(self.spec.scale), -128) \
+                and np.float32(self.spec.scale) == np.float32(1 / 255):
+            resized = resize_image(pixels, self.spec.input_size)
+            return (resized.astype(np.int16) - 128).astype(np.int8)[None]
+        return self._quantize(to_input(pixels, self.spec)[None])
+
     def _quantize(self, x: np.ndarray) -> np.ndarray:
         scale, zero = self.input["quantization"]
         if self.input["dtype"] == np.float32 or not scale:
@@ -64,7 +76,7 @@ class Segmenter:
     def predict(self, pixels: np.ndarray) -> Prediction:
         """Probabilities for one HxWx3 uint8 scan, mapped back to HxW."""
         start = time.perf_counter()
-        x = self._quantize(to_input(pixels, self.spec)[None])
+        x = self._model_input(pixels)
         self.interpreter.set_tensor(self.input["index"], x)
         ready = time.perf_counter()
         self.interpreter.invoke()

@@ -15,7 +15,7 @@ from saunet.quantize.export import export_formats
 from saunet.quantize.formats import FORMATS
 from saunet.quantize.inspect import describe_model
 from saunet.runtime.metadata import read_metadata
-from saunet.runtime.preprocess import Preprocessing, read_image
+from saunet.runtime.preprocess import Preprocessing, read_image, to_input
 from saunet.runtime.segmenter import Segmenter
 from saunet.training.model import build_saunet
 
@@ -83,6 +83,9 @@ def test_int8_input_quantization_is_exact_for_8bit_pixels(models: dict[str, Path
         pixels = np.arange(256, dtype=np.uint8)
         quantized = segmenter._quantize(pixels.astype(np.float32) * np.float32(segmenter.spec.scale))
         assert np.array_equal(quantized.astype(int), pixels.astype(int) - 128)
+        scan = np.random.default_rng(2).integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
+        fast = segmenter._model_input(scan)  # the direct pixel - 128 path equals the float path
+        assert np.array_equal(fast, segmenter._quantize(to_input(scan, segmenter.spec)[None]))
 
 
 def run(*args: str) -> subprocess.CompletedProcess:

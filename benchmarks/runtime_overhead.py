@@ -1,0 +1,79 @@
+"""What saunet-run spends outside the model: decode, preprocess, postprocess, writing, vs invoke.
+
+    python -m saunet.benchmarks.runtime_overhead --model saunet_int8.tflite [--scan examples/slices/X.png]
+
+The steps are exactly saunet-run's (the same functions), timed one by one over repeated runs
+on one 256x256 slice after warm-up; the medians are compared. Goal (issue 4): everything
+outside `invoke` costs at most 15% of `invoke`. Runs without TensorFlow.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+from saunet.benchmarks import machine
+from saunet.runtime.outputs import overlay, save_png, summarize
+from saunet.runtime.preprocess import read_image, resize_probability
+from saunet.runtime.segmenter import Segmenter
+
+DEFAULT_SCAN = Path(__file__).resolve().parents[1] / "examples" / "slices" / "TCGA_DU_5855_19951217_19.png"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--scan", type=Path, default=DEFAULT_SCAN)
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+
+    segmenter = Segmenter(args.model, args.threads)
+    steps: dict[str, list[float]] = {k: [] for k in ("decode", "preprocess", "invoke", "postprocess", "write")}
+    with tempfile.TemporaryDirectory() as out:
+        for run in range(args.runs + 3):
+            t0 = time.perf_counter()
+            pixels = read_image(args.scan)
+            t1 = time.perf_counter()
+            x = segmenter._model_input(pixels)
+            segmenter.interpreter.set_tensor(segmenter.input["index"], x)
+            t2 = time.perf_counter()
+            segmenter.interpreter.invoke()
+            t3 = time.perf_counter()
+            y = segmenter._dequantize(segmenter.interpreter.get_tensor(segmenter.output["index"])[0, :, :, 0])
+            probability = resize_probability(y, pixels.shape[0], pixels.shape[1])
+            mask = (probability >= segmenter.spec.threshold).astype(np.uint8)
+            summarize(probability, mask)
+            t4 = time.perf_counter()
+            save_png(Path(out) / "pred.png", mask * 255)
+            save_png(Path(out) / "overlay.png", overlay(pixels, mask))
+            t5 = time.perf_counter()
+            if run >= 3:
+                for name, (a, b) in zip(steps, ((t0, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5))):
+                    steps[name].append(1e3 * (b - a))
+    median = {name: statistics.median(values) for name, values in steps.items()}
+    outside = sum(v for k, v in median.items() if k != "invoke")
+    ratio = outside / median["invoke"]
+    report = {"date": date.today().isoformat(), "machine": machine.describe(), "model": str(args.model),
+              "backend": segmenter.backend, "threads": args.threads or "all cores", "scan": str(args.scan),
+              "runs": args.runs, "median_ms": {k: round(v, 3) for k, v in median.items()},
+              "outside_invoke_ratio": round(ratio, 4), "goal": "at most 0.15", "met": ratio <= 0.15}
+    print(f"{report['date']}, {report['machine']}, {segmenter.backend}, {report['threads']} thread(s), "
+          f"{args.runs} runs on {args.scan.name}")
+    for name, value in median.items():
+        print(f"  {name:<12} {value:8.2f} ms (median)")
+    print(f"outside invoke: {outside:.2f} ms = {100 * ratio:.1f}% of invoke (goal: at most 15%) -> "
+          f"{'met' if ratio <= 0.15 else 'missed'}")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
