@@ -9,7 +9,7 @@ STAMP := $(VENV)/.saunet-installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[train,pi,dev]"
+	$(PY) -m pip install --quiet -e ".[train,pi,bench,dev]"
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -98,7 +98,7 @@ def export(source: Path, names: list[str], out: Path | None, data: Path | None, 
     if needs_training and not train:
         raise DataError(f"{data}: no training slices of the run's split")
     images, masks = stack(train) if train else (None, None)
-    val = load_cases([cases[n] for n in split["val"]], spec.input_size)
+    val = load_cases([cases[n] for n in split["val"]], None)
 
     float_predict = keras_predictor(model, spec)
     state = json.loads((run / "state.json").read_text()) if (run / "state.json").is_file() else {}

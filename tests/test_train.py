@@ -27,16 +27,20 @@ def history_epochs(run: Path) -> list[int]:
         return [int(row["epoch"]) for row in csv.DictReader(handle)]
 
 
-def optimizer_steps(model_file: Path) -> int:
+def optimizer_state(model_file: Path) -> tuple[int, float]:
+    """The optimiser's step count and its learning rate at that step, as saved in a .keras file."""
     result = run_python(
         "import saunet.training, sys\n"
         "from saunet.training.keras import keras\n"
         "from saunet.training.train import custom_objects\n"
         f"m = keras.models.load_model({str(model_file)!r}, custom_objects=custom_objects())\n"
-        "print(int(m.optimizer.iterations.numpy()))\n"
+        "o = m.optimizer\n"
+        "lr = o.learning_rate(o.iterations) if callable(o.learning_rate) else o.learning_rate\n"
+        "print(int(o.iterations.numpy()), float(lr))\n"
     )
     assert result.returncode == 0, result.stderr
-    return int(result.stdout.split()[-1])
+    steps, rate = result.stdout.split()[-2:]
+    return int(steps), float(rate)
 
 
 def test_run_folder_has_every_artifact(dataset: Path, tmp_path: Path) -> None:
@@ -68,7 +72,8 @@ def test_killed_run_resumes_after_last_finished_epoch(dataset: Path, tmp_path: P
     run = tmp_path / "run"
     epochs = 12
     process = subprocess.Popen([sys.executable, "-m", "saunet.training", "train", "--data", str(dataset),
-                                "--out", str(run), "--epochs", str(epochs), *TINY],
+                                "--out", str(run), "--epochs", str(epochs), "--lr", "1e-3", "--schedule", "cosine",
+                                *TINY],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state_file = run / "state.json"
     deadline = time.time() + 300
@@ -89,7 +94,9 @@ def test_killed_run_resumes_after_last_finished_epoch(dataset: Path, tmp_path: P
     assert epochs_logged[-(epochs - finished):] == list(range(finished, epochs))
     assert json.loads(state_file.read_text())["epoch"] == epochs
     steps_per_epoch = 4  # 4 training cases x 8 slices, batch 8
-    assert optimizer_steps(run / "last.keras") == epochs * steps_per_epoch, "optimiser state was not restored"
+    steps, rate = optimizer_state(run / "last.keras")
+    assert steps == epochs * steps_per_epoch, "optimiser state was not restored"
+    assert rate == pytest.approx(1e-5), "the cosine schedule should end at 1% of --lr"
 
 
 def test_new_run_refuses_existing_run_folder(dataset: Path, tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from saunet.training.distribute import STRATEGIES
 from saunet.training.losses import LOSSES
 from saunet.training.model import PRESETS
 from saunet.training.pipeline import Augmentation
+from saunet.training.train import SCHEDULES
 
 FAILURES = (DataError, InputError, ValueError, OSError)
 
@@ -45,7 +46,9 @@ def parse_split(text: str) -> tuple[float, float, float]:
 @click.option("--keep-prob", type=float, default=None, help="DropBlock keep probability [preset: 0.9]")
 @click.option("--epochs", default=50)
 @click.option("--batch-size", default=32, help="global batch (split over replicas)")
-@click.option("--lr", "learning_rate", default=1e-4, help="Adam learning rate")
+@click.option("--lr", "learning_rate", default=1e-4, help="Adam learning rate (the peak, with --schedule cosine)")
+@click.option("--schedule", type=click.Choice(SCHEDULES), default="constant",
+              help="learning rate over the run: constant, or cosine decay to 1% of --lr at the last epoch")
 @click.option("--loss", type=click.Choice(LOSSES), default="dice")
 @click.option("--smooth", default=100.0, help="Dice smoothing term")
 @click.option("--split", "split_text", default="0.85/0.10/0.05", help="train/val/test fractions of patients")
@@ -59,7 +62,7 @@ def parse_split(text: str) -> tuple[float, float, float]:
 @click.option("--strategy", type=click.Choice(STRATEGIES), default="auto", help="tf.distribute strategy")
 @click.option("--skip-bad", is_flag=True, help="skip unreadable or unpaired files (and count them) instead of stopping")
 def train(data, out, resume, preset, input_size, base_filters, block_size, keep_prob, epochs, batch_size,
-          learning_rate, loss, smooth, split_text, seed, rotation, shift, shear, zoom, flip, no_augment,
+          learning_rate, schedule, loss, smooth, split_text, seed, rotation, shift, shear, zoom, flip, no_augment,
           strategy, skip_bad) -> None:
     """Train SA-UNet on the LGG MRI slices, split by patient, into a resumable run folder."""
     from saunet.training.train import RunError, TrainConfig
@@ -69,7 +72,7 @@ def train(data, out, resume, preset, input_size, base_filters, block_size, keep_
     config = TrainConfig(
         data=str(data), out=str(out), preset=preset, input_size=input_size, base_filters=base_filters,
         block_size=block_size, keep_prob=keep_prob, epochs=epochs, batch_size=batch_size,
-        learning_rate=learning_rate, loss=loss, smooth=smooth, split=parse_split(split_text), seed=seed,
+        learning_rate=learning_rate, schedule=schedule, loss=loss, smooth=smooth, split=parse_split(split_text), seed=seed,
         augmentation=augmentation, strategy=strategy, skip_bad=skip_bad,
     )
     try:
@@ -94,7 +97,7 @@ def evaluate(data, model_path, split, json_out, skip_bad) -> None:
     try:
         model, run, spec = ev.load_keras_model(model_path)
         names = None if split == "all" else ev.split_cases_of(run, split)
-        volumes = ev.load_split(data, names, spec.input_size, skip_bad)
+        volumes = ev.load_split(data, names, skip_bad)
         scores = ev.score(volumes, ev.keras_predictor(model, spec), spec.threshold)
     except FAILURES as error:
         fail(str(error))

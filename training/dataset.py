@@ -151,8 +151,11 @@ def split_cases(
     return split
 
 
-def load_case(case: Case, size: int, bad: BadFiles | None = None) -> Volume | None:
-    """Reads a case's slices at size x size; None when every slice was skipped as bad.
+def load_case(case: Case, size: int | None, bad: BadFiles | None = None) -> Volume | None:
+    """Reads a case's slices at size x size (None: as stored); None when every slice was skipped as bad.
+
+    Training reads at the model's input size; scoring reads as stored, so that Dice is measured
+    on the masks at their own resolution, as saunet-run would produce them.
 
     A corrupt or unreadable file, an image and mask of different sizes, or a mask that is not
     a single-channel image raises DataError naming the file, unless `bad` skips the slice.
@@ -168,14 +171,18 @@ def load_case(case: Case, size: int, bad: BadFiles | None = None) -> Volume | No
         if image.shape[:2] != mask.shape:
             bad.report(f"{item.mask}: mask is {mask.shape[1]}x{mask.shape[0]}, its image {image.shape[1]}x{image.shape[0]}")
             continue
-        images.append(resize_image(image, size))
-        masks.append(resize_mask(mask, size, size))
+        if size is None and images and image.shape[:2] != images[0].shape[:2]:
+            bad.report(f"{item.image}: is {image.shape[1]}x{image.shape[0]}, the case's first slice "
+                       f"{images[0].shape[1]}x{images[0].shape[0]}")
+            continue
+        images.append(image if size is None else resize_image(image, size))
+        masks.append(mask if size is None else resize_mask(mask, size, size))
     if not images:
         return None
     return Volume(case.name, np.stack(images), np.stack(masks))
 
 
-def load_cases(cases: list[Case], size: int, bad: BadFiles | None = None) -> list[Volume]:
+def load_cases(cases: list[Case], size: int | None, bad: BadFiles | None = None) -> list[Volume]:
     """Loads several cases, dropping those with no usable slice."""
     volumes = [load_case(case, size, bad) for case in cases]
     return [v for v in volumes if v is not None]

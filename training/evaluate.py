@@ -8,18 +8,26 @@ from pathlib import Path
 import numpy as np
 
 from saunet.runtime.metrics import METRIC_NAMES, score_patients
-from saunet.runtime.preprocess import Preprocessing
+from saunet.runtime.preprocess import Preprocessing, resize_image, resize_probability
 from saunet.training.dataset import BadFiles, DataError, Volume, find_cases, load_cases
 
-#: uint8 scans (n, s, s, 3) -> tumour probabilities (n, s, s)
+#: uint8 scans (n, h, w, 3) -> tumour probabilities (n, h, w)
 Predictor = Callable[[np.ndarray], np.ndarray]
 
 
 def keras_predictor(model, spec: Preprocessing, batch_size: int = 16) -> Predictor:
-    """Wraps a Keras model: the runtime's scaling, then predict."""
+    """Wraps a Keras model as saunet-run uses a TFLite one: the runtime's resizing and
+    scaling, predict, and the probabilities resized back to the scans' own size."""
     def predict(images: np.ndarray) -> np.ndarray:
+        height, width = images.shape[1:3]
+        resized = (height, width) != (spec.input_size, spec.input_size)
+        if resized:
+            images = np.stack([resize_image(image, spec.input_size) for image in images])
         inputs = images.astype(np.float32) * np.float32(spec.scale)
-        return model.predict(inputs, batch_size=batch_size, verbose=0)[..., 0]
+        probabilities = model.predict(inputs, batch_size=batch_size, verbose=0)[..., 0]
+        if resized:
+            probabilities = np.stack([resize_probability(p, height, width) for p in probabilities])
+        return probabilities
 
     return predict
 
@@ -35,8 +43,9 @@ def split_cases_of(run: Path, split: str) -> list[str]:
     return cases[split]
 
 
-def load_split(data: Path, names: list[str] | None, size: int, skip_bad: bool = False) -> list[Volume]:
-    """Loads the named cases (all when None) from a data folder, at the model's input size."""
+def load_split(data: Path, names: list[str] | None, skip_bad: bool = False) -> list[Volume]:
+    """Loads the named cases (all when None) from a data folder, as stored (scores are taken
+    at the masks' own resolution, whatever the model's input size)."""
     cases = find_cases(data, BadFiles(skip_bad))
     if names is not None:
         wanted = set(names)
@@ -44,7 +53,7 @@ def load_split(data: Path, names: list[str] | None, size: int, skip_bad: bool = 
         if missing:
             raise DataError(f"{data}: lacks {len(missing)} case(s) of the split, e.g. {sorted(missing)[0]}")
         cases = [c for c in cases if c.name in wanted]
-    return load_cases(cases, size, BadFiles(skip_bad))
+    return load_cases(cases, None, BadFiles(skip_bad))
 
 
 def predict_volumes(volumes: list[Volume], predict: Predictor) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -40,6 +40,7 @@ from saunet.training.plots import plot_curves, plot_samples
 
 #: The validation figure that chooses the best checkpoint (mean per-patient 3D Dice).
 SELECT_ON = "val_dice_3d"
+SCHEDULES = ("constant", "cosine")
 
 
 class RunError(ValueError):
@@ -60,6 +61,7 @@ class TrainConfig:
     epochs: int = 50
     batch_size: int = 32
     learning_rate: float = 1e-4
+    schedule: str = "constant"
     loss: str = "dice"
     smooth: float = 100.0
     split: tuple[float, float, float] = (0.85, 0.10, 0.05)
@@ -81,6 +83,18 @@ class TrainConfig:
         values["split"] = tuple(values.get("split", (0.85, 0.10, 0.05)))
         values["augmentation"] = Augmentation(**values.get("augmentation", {}))
         return cls(**values)
+
+
+def learning_rate(peak: float, schedule: str, steps: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """`constant` (the seed's), or `cosine`: from `peak` down to 1% of it over all the run's steps.
+
+    The schedule lives in the optimiser, which last.keras saves, so a resumed run continues it.
+    """
+    if schedule == "constant":
+        return peak
+    if schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(peak, decay_steps=steps, alpha=0.01)
+    raise ValueError(f"unknown learning-rate schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
 
 
 def custom_objects() -> dict:
@@ -241,7 +255,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
         raise RunError(f"{config.data}: too few patients for a training and a validation set")
     by_name = {c.name: c for c in cases}
     train_volumes = load_cases([by_name[n] for n in split["train"]], config.input_size, bad)
-    val_volumes = load_cases([by_name[n] for n in split["val"]], config.input_size, bad)
+    val_volumes = load_cases([by_name[n] for n in split["val"]], None, bad)
     images, masks = stack(train_volumes)
     print(
         f"data: {len(train_volumes)} training cases ({len(images)} slices), {len(val_volumes)} validation cases "
@@ -264,7 +278,8 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
         else:
             model = build_saunet(config.preset, config.input_size, base_filters=config.base_filters,
                                  block_size=config.block_size, keep_prob=config.keep_prob)
-            model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
+            steps = -(-len(images) // config.batch_size) * config.epochs
+            model.compile(optimizer=keras.optimizers.Adam(learning_rate(config.learning_rate, config.schedule, steps)),
                           loss=make_loss(config.loss, config.smooth), metrics=training_metrics())
 
     dataset = make_dataset(images, masks, config.batch_size, spec, config.augmentation, shuffle=True,

@@ -1,0 +1,246 @@
+"""`saunet-bench --model RUN --data DIR`: every export of a run, side by side, on its test patients.
+
+Rows: the Keras float model through TensorFlow (CPU, and GPU when TensorFlow sees one), each
+TFLite format of quantize/formats.py, ONNX Runtime float32 (through tf2onnx), and the int8
+model on the Edge TPU or an external delegate when present. Missing exports are made first
+(into RUN/export/, as saunet-export names them). Each row is measured in its own process
+(saunet.benchmarks.measure) at 1, 2 and all threads: latency percentiles of the model call
+after warm-up, GOP/s against this machine's measured peak, peak memory, and, at all threads,
+the per-patient Dice on the test patients and the mask agreement with the Keras float model.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+import numpy as np
+
+from saunet.benchmarks import machine
+from saunet.quantize.formats import FORMATS
+from saunet.runtime.files import atomic_path
+from saunet.runtime.interpreter import EDGETPU_LIBRARY
+
+
+@dataclass
+class Row:
+    """One line of the table.
+
+    Args:
+        name: what the row is, as printed.
+        kind: the engine (saunet.benchmarks.engines.ENGINES).
+        model: the model file the engine loads.
+        delegate: a TFLite delegate ("edgetpu" or a library path), or "gpu" for Keras.
+        skipped: why the row is not measured (None: it is).
+        results: per thread count, what the measuring process returned.
+        error: why the measurement failed, when it did.
+    """
+
+    name: str
+    kind: str
+    model: Path | None
+    delegate: str | None = None
+    skipped: str | None = None
+    results: dict[int, dict] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def status(self) -> str:
+        if self.skipped:
+            return f"skipped: {self.skipped}"
+        if self.error:
+            return f"failed: {self.error}"
+        return "ok"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How much is measured: `--quick` is the reduced version the tests run."""
+
+    warmup: int = 10
+    runs: int = 100
+    patients: int | None = None
+    qat_steps: int | None = None
+
+    @classmethod
+    def quick(cls) -> "Settings":
+        return cls(warmup=2, runs=10, patients=2, qat_steps=2)
+
+
+def thread_counts() -> list[int]:
+    """1, 2 and all cores, without repeats (on a 2-core machine, 2 is all)."""
+    return sorted({1, min(2, os.cpu_count() or 1), os.cpu_count() or 1})
+
+
+def export_missing(run: Path, data: Path, settings: Settings) -> dict[str, Path]:
+    """The run's TFLite exports (RUN/export/saunet_<format>.tflite), made with saunet-export where missing."""
+    from saunet.quantize.cli import export, output_paths
+
+    names = [f.name for f in FORMATS]
+    paths = output_paths(run, run, None, names)
+    missing = [n for n in names if not paths[n].is_file()]
+    if missing:
+        click.echo(f"exporting {', '.join(missing)} into {run / 'export'}", err=True)
+        export(run, missing, None, data, qat_epochs=2 if settings.qat_steps is None else 1, qat_lr=1e-5,
+               qat_steps=settings.qat_steps, calibration=200, tolerance=0.01, force=False)
+    return paths
+
+
+def export_onnx(model, path: Path) -> Path:
+    """The float model (batch 1, without DropBlock) as ONNX through tf2onnx, unless already there."""
+    if path.is_file():
+        return path
+    import tensorflow as tf
+    import tf2onnx
+
+    from saunet.quantize.qat import without_dropblock
+
+    static = without_dropblock(model, batch_size=1)
+    signature = (tf.TensorSpec(static.input_shape, tf.float32, name="image"),)
+    proto, _ = tf2onnx.convert.from_keras(static, input_signature=signature, opset=17)
+    with atomic_path(path) as partial:
+        partial.write_bytes(proto.SerializeToString())
+    return path
+
+
+def make_rows(run: Path, model, paths: dict[str, Path], delegate: str | None) -> list[Row]:
+    """The table's rows, in order, with those that cannot run here marked skipped and why."""
+    import tensorflow as tf
+
+    best = run / "best.keras"
+    rows = [Row("keras float32 (TF CPU)", "keras", best)]
+    gpu = Row("keras float32 (TF GPU)", "keras", best, delegate="gpu")
+    if not tf.config.list_physical_devices("GPU"):
+        gpu.skipped = "TensorFlow sees no GPU"
+    rows.append(gpu)
+    rows += [Row(f"tflite {f.name}", "tflite", paths[f.name]) for f in FORMATS]
+    onnx = Row("onnxruntime float32", "onnx", run / "export" / "saunet_float32.onnx")
+    try:
+        export_onnx(model, onnx.model)
+    except ImportError as error:
+        onnx.skipped = f"{error.name} not installed (pip install 'saunet[bench]')"
+    except Exception as error:  # tf2onnx raises many types; the row says why
+        onnx.error = f"tf2onnx conversion failed ({type(error).__name__}: {str(error).splitlines()[0][:120]})"
+    rows.append(onnx)
+    edgetpu = Row("tflite int8 (Edge TPU)", "tflite", paths["int8"].with_name("saunet_int8_edgetpu.tflite"),
+                  delegate="edgetpu")
+    if not edgetpu.model.is_file():
+        edgetpu.skipped = f"no {edgetpu.model.name} (edgetpu_compiler output)"
+    elif not edgetpu_present():
+        edgetpu.skipped = f"{EDGETPU_LIBRARY} not found"
+    rows.append(edgetpu)
+    external = Row(f"tflite int8 ({Path(delegate).name if delegate else 'external delegate'})", "tflite",
+                   paths["int8"], delegate=delegate)
+    if not delegate:
+        external.skipped = "no external delegate given (--delegate PATH)"
+    rows.append(external)
+    return rows
+
+
+def edgetpu_present() -> bool:
+    import ctypes
+
+    try:
+        ctypes.CDLL(EDGETPU_LIBRARY)
+        return True
+    except OSError:
+        return False
+
+
+def measure(row: Row, threads: int, slices: Path, spec: dict, settings: Settings, masks_out: Path | None,
+            scratch: Path) -> dict:
+    """Runs one measuring process; raises RuntimeError with its one-line error."""
+    job = {"kind": row.kind, "model": str(row.model), "threads": threads, "delegate": row.delegate,
+           "warmup": settings.warmup, "runs": settings.runs, "slices": str(slices), "spec": spec,
+           "masks_out": str(masks_out) if masks_out else None}
+    job_file = scratch / "job.json"
+    job_file.write_text(json.dumps(job))
+    done = subprocess.run([sys.executable, "-m", "saunet.benchmarks.measure", str(job_file)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        raise RuntimeError(lines[-1] if lines else f"exit status {done.returncode}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def write_slices(volumes, folder: Path) -> tuple[Path, np.ndarray]:
+    """The test slices as .npy files the measuring processes memory-map; and the masks."""
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / "images.npy", np.concatenate([v.images for v in volumes]))
+    masks = np.concatenate([v.masks for v in volumes])
+    np.save(folder / "masks.npy", masks)
+    np.save(folder / "cases.npy", np.array([v.case for v in volumes for _ in range(len(v.images))]))
+    return folder, masks
+
+
+def bench(source: Path, data: Path | None, out: Path, delegate: str | None, settings: Settings) -> dict:
+    """Measures every row and returns the report (see report.py for what it holds)."""
+    from saunet.benchmarks.graph import count_ops, write_peak_models
+    from saunet.quantize.qat import without_dropblock
+    from saunet.training.evaluate import load_keras_model, load_split, split_cases_of
+
+    model, run, spec = load_keras_model(source)
+    data = Path(data or json.loads((run / "config.json").read_text())["data"])
+    patients = split_cases_of(run, "test")[: settings.patients]
+    volumes = load_split(data, patients)
+    paths = export_missing(run, data, settings)
+    rows = make_rows(run, model, paths, delegate)
+    gop = count_ops(without_dropblock(model, batch_size=1))
+    threads = thread_counts()
+    started = time.time()
+    with tempfile.TemporaryDirectory() as scratch_name:
+        scratch = Path(scratch_name)
+        slices, truth = write_slices(volumes, scratch / "slices")
+        peak_paths, peak_gop = write_peak_models(scratch)
+        peaks = [Row(f"peak conv {name}", "raw-tflite", path) for name, path in peak_paths.items()]
+        masks: dict[str, np.ndarray] = {}
+        for row in rows + peaks:
+            if row.skipped:
+                continue
+            for count in threads:
+                masks_out = scratch / "masks.npy" if count == threads[-1] and row.kind != "raw-tflite" else None
+                click.echo(f"{row.name}: {count} thread(s)", err=True)
+                try:
+                    row.results[count] = measure(row, count, slices, spec.to_dict(), settings, masks_out, scratch)
+                except RuntimeError as error:
+                    row.error = str(error)
+                    break
+                if masks_out:
+                    masks[row.name] = np.unpackbits(np.load(masks_out))[: truth.size].astype(bool)
+    from saunet.benchmarks.report import build_report
+
+    return build_report(rows, peaks, masks, gop, peak_gop, threads, patients, len(truth), run, settings,
+                        minutes=(time.time() - started) / 60)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.option("--model", "source", required=True, type=click.Path(path_type=Path),
+              help="run folder (or its best.keras); its exports in RUN/export/ are used, missing ones made")
+@click.option("--data", type=click.Path(path_type=Path), default=None, help="data folder [default: the run's]")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("benchmarks/reports"),
+              help="folder for <date>-<machine>.md/.json/.png")
+@click.option("--delegate", default=None, help="an external TFLite delegate library to add a row for")
+@click.option("--quick", is_flag=True, help="2 test patients, 10 timed runs, 2-step QAT: a smoke test, not a benchmark")
+def main(source: Path, data: Path | None, out: Path, delegate: str | None, quick: bool) -> None:
+    """Benchmark every export of a trained run on its test patients: Dice, latency, GOP/s, memory."""
+    from saunet.benchmarks.report import write_report
+    from saunet.quantize.cli import FAILURES
+
+    try:
+        report = bench(source, data, out, delegate, Settings.quick() if quick else Settings())
+    except FAILURES as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(1)
+    written = write_report(report, out)
+    click.echo(report["markdown"])
+    click.echo("report: " + ", ".join(str(p) for p in written))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""saunet-bench --quick end to end on a tiny trained run: every row measured, skipped or failed with why."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from saunet.quantize.formats import FORMATS
+
+from conftest import write_dataset
+
+pytestmark = pytest.mark.slow
+
+
+def saunet(module: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=1200)
+
+
+@pytest.fixture(scope="module")
+def quick_report(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path, Path]:
+    """A 1-epoch 32x32 run, benchmarked with --quick and a delegate library that does not exist."""
+    folder = tmp_path_factory.mktemp("bench")
+    dataset = write_dataset(folder / "data")
+    run = folder / "run"
+    trained = saunet("saunet.training", "train", "--data", str(dataset), "--out", str(run), "--epochs", "1",
+                     "--input-size", "32", "--batch-size", "8", "--split", "0.6/0.2/0.2")
+    assert trained.returncode == 0, trained.stderr
+    result = saunet("saunet.benchmarks.bench", "--model", str(run), "--data", str(dataset), "--out",
+                    str(folder / "reports"), "--quick", "--delegate", str(folder / "libmissing.so"))
+    return result, run, folder / "reports"
+
+
+def rows_of(reports: Path) -> dict[str, dict]:
+    (report_file,) = reports.glob("*.json")
+    return {row["name"]: row for row in json.loads(report_file.read_text())["rows"]}
+
+
+def test_quick_bench_writes_every_report_file(quick_report) -> None:
+    result, run, reports = quick_report
+    assert result.returncode == 0, result.stderr
+    stems = {p.name for p in reports.iterdir()}
+    (md,) = [n for n in stems if n.endswith(".md")]
+    stem = md[: -len(".md")]
+    assert {f"{stem}.json", f"{stem}-latency.png", f"{stem}-dice.png"} <= stems
+    assert "| tflite int8 | ok |" in result.stdout and "QUICK RUN" in result.stdout
+    for fmt in FORMATS:
+        assert (run / "export" / f"saunet{fmt.suffix}").is_file(), f"{fmt.name} was not exported"
+
+
+def test_every_cpu_row_is_measured_at_each_thread_count(quick_report) -> None:
+    _, run, reports = quick_report
+    report = json.loads(next(reports.glob("*.json")).read_text())
+    rows = rows_of(reports)
+    measured = ["keras float32 (TF CPU)", *(f"tflite {f.name}" for f in FORMATS)]
+    try:
+        import onnxruntime  # noqa: F401
+        import tf2onnx  # noqa: F401
+        measured.append("onnxruntime float32")
+    except ImportError:
+        assert rows["onnxruntime float32"]["status"].startswith("skipped: ")
+    for name in measured:
+        row = rows[name]
+        assert row["status"] == "ok", (name, row["status"])
+        assert sorted(row["latency_ms"]) == sorted(str(t) for t in report["threads"])
+        for latency in row["latency_ms"].values():
+            assert latency["runs"] == 10 and 0 < latency["p50"] <= latency["p90"] <= latency["p99"]
+        assert 0 <= row["dice_3d_mean"] <= 1 and row["slices_per_s"] > 0 and row["peak_rss_mb"] > 0
+        assert row["size_mb"] > 0 and all(g > 0 for g in row["gops"].values())
+    assert rows["keras float32 (TF CPU)"]["agreement"] == 1.0 and rows["keras float32 (TF CPU)"]["dice_change"] == 0
+    assert rows["tflite float32"]["agreement"] > 0.999, "float32 TFLite should segment like Keras"
+    assert all(v > 0 for by_threads in report["peak_gops"].values() for v in by_threads.values())
+    assert len(report["goals"]) == 4 and all(g["value"] is not None for g in report["goals"][:2])
+
+
+def test_rows_that_cannot_run_say_why(quick_report) -> None:
+    _, _, reports = quick_report
+    rows = rows_of(reports)
+    assert rows["tflite int8 (libmissing.so)"]["status"].startswith("failed: ")
+    assert "libmissing.so: no such delegate library" in rows["tflite int8 (libmissing.so)"]["status"]
+    assert rows["tflite int8 (Edge TPU)"]["status"].startswith("skipped: no saunet_int8_edgetpu.tflite")
+    import tensorflow as tf
+
+    if not tf.config.list_physical_devices("GPU"):
+        assert rows["keras float32 (TF GPU)"]["status"] == "skipped: TensorFlow sees no GPU"
+
+
+def test_bench_of_a_missing_run_is_a_one_line_error(tmp_path: Path) -> None:
+    result = saunet("saunet.benchmarks.bench", "--model", str(tmp_path / "nowhere"), "--quick")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == f"error: {tmp_path / 'nowhere' / 'best.keras'}: no such model file"

@@ -1,0 +1,75 @@
+"""Scoring at the masks' own resolution, whatever the model's input size, and the learning-rate schedule."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from saunet.runtime.preprocess import Preprocessing, resize_image, resize_probability
+from saunet.training.dataset import BadFiles, DataError, find_cases, load_case
+
+
+class GreenChannel:
+    """A stand-in model: the probability is the scaled green channel (what the test data tints)."""
+
+    def __init__(self):
+        self.seen: list[tuple[int, ...]] = []
+
+    def predict(self, inputs: np.ndarray, batch_size: int, verbose: int) -> np.ndarray:
+        self.seen.append(inputs.shape)
+        return inputs[..., 1:2]
+
+
+def test_load_case_without_size_keeps_the_stored_resolution(dataset: Path) -> None:
+    volume = load_case(find_cases(dataset)[0], None)
+    assert volume.images.shape == (8, 32, 32, 3) and volume.masks.shape == (8, 32, 32)
+
+
+def test_load_case_without_size_refuses_slices_of_another_size(dataset: Path) -> None:
+    from PIL import Image
+
+    case = find_cases(dataset)[0]
+    odd = case.slices[3]
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(odd.image, format="TIFF")
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(odd.mask, format="TIFF")
+    with pytest.raises(DataError, match=f"{odd.image}: is 16x16, the case's first slice 32x32"):
+        load_case(case, None)
+    bad = BadFiles(skip=True)
+    assert len(load_case(case, None, bad).images) == 7 and len(bad.problems) == 1
+
+
+def test_keras_predictor_resizes_in_and_maps_probabilities_back(dataset: Path) -> None:
+    pytest.importorskip("tensorflow")
+    from saunet.training.evaluate import keras_predictor
+
+    images = load_case(find_cases(dataset)[0], None).images
+    spec = Preprocessing(input_size=16)
+    model = GreenChannel()
+    probabilities = keras_predictor(model, spec)(images)
+    assert model.seen == [(8, 16, 16, 3)], "the model must see the scans at its input size"
+    assert probabilities.shape == (8, 32, 32)
+    expected = [resize_probability(resize_image(i, 16)[..., 1].astype(np.float32) * np.float32(1 / 255), 32, 32)
+                for i in images]
+    np.testing.assert_allclose(probabilities, np.stack(expected), rtol=1e-6)
+
+
+def test_keras_predictor_at_input_size_does_not_resize(dataset: Path) -> None:
+    pytest.importorskip("tensorflow")
+    from saunet.training.evaluate import keras_predictor
+
+    images = load_case(find_cases(dataset)[0], None).images
+    probabilities = keras_predictor(GreenChannel(), Preprocessing(input_size=32))(images)
+    np.testing.assert_array_equal(probabilities, images[..., 1].astype(np.float32) * np.float32(1 / 255))
+
+
+def test_cosine_schedule_decays_from_peak_to_one_percent() -> None:
+    pytest.importorskip("tensorflow")
+    from saunet.training.train import learning_rate
+
+    assert learning_rate(1e-3, "constant", 100) == 1e-3
+    schedule = learning_rate(1e-3, "cosine", 100)
+    values = [float(schedule(step)) for step in (0, 50, 100)]
+    np.testing.assert_allclose(values, [1e-3, 0.505e-3, 1e-5], rtol=1e-5)
+    with pytest.raises(ValueError, match="unknown learning-rate schedule 'step'"):
+        learning_rate(1e-3, "step", 100)
