@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.saunet-installed
 
-.PHONY: setup demo test clean
+.PHONY: setup demo demo-train test clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,10 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
+	$(VENV)/bin/saunet-run examples/slices --out saunet-out/demo
+	@echo "masks and overlays of the nine bundled test slices: saunet-out/demo/*_pred.png, *_overlay.png; summary: saunet-out/demo/results.json"
+
+demo-train: $(STAMP)
 	rm -rf runs/demo
 	$(VENV)/bin/saunet-train --data examples/slices --out runs/demo --epochs 3 --input-size 128 --batch-size 4
 	$(VENV)/bin/saunet-eval --data examples/slices --model runs/demo --split test
@@ -24,4 +28,4 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 clean:
-	rm -rf $(VENV) runs/demo .pytest_cache
+	rm -rf $(VENV) runs/demo saunet-out/demo .pytest_cache

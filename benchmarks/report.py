@@ -42,7 +42,7 @@ def row_summary(row, masks: dict, gop: float, peak_gops: dict, threads: list[int
         scores = full["scores"]
         summary.update(dice_3d_mean=scores["dice_3d"]["mean"], dice_3d_lcc_mean=scores["dice_3d_lcc"]["mean"],
                        dice_per_patient={p["patient"]: p["dice_3d"] for p in scores["per_patient"]},
-                       slices_per_s=full["slices_per_s"])
+                       slices_per_s=full["slices_per_s"], scores=scores)
         if REFERENCE_ROW in masks and row.name in masks:
             summary["agreement"] = mask_agreement(masks[row.name], masks[REFERENCE_ROW])
     return summary

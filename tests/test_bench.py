@@ -90,4 +90,4 @@ def test_rows_that_cannot_run_say_why(quick_report) -> None:
 def test_bench_of_a_missing_run_is_a_one_line_error(tmp_path: Path) -> None:
     result = saunet("saunet.benchmarks.bench", "--model", str(tmp_path / "nowhere"), "--quick")
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1] == f"error: {tmp_path / 'nowhere' / 'best.keras'}: no such model file"
+    assert result.stderr.strip().splitlines()[-1] == f"error: {tmp_path / 'nowhere'}: no such model file"

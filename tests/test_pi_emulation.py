@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from saunet.runtime.cli import BUNDLED_MODEL
+
 from conftest import SLICES, synthetic_case
 
 SIZE = 32
@@ -93,6 +95,14 @@ def test_missing_model_is_a_one_line_error(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.strip() == f"error: {model}: no such model file"
     assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.skipif(BUNDLED_MODEL.is_file(), reason="a model is bundled: --model is optional")
+def test_without_a_bundled_model_model_is_required(tmp_path: Path) -> None:
+    result = pi_emulation("--cache", str(tmp_path / "cache"), timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith("error: no model is bundled with this install yet; pass --model")
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_missing_qemu_says_how_to_install_it(tmp_path: Path) -> None:
