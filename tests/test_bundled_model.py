@@ -1,0 +1,77 @@
+"""The models shipped inside the package: saunet-run works right after install, with no download."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from saunet.runtime import cli
+from saunet.runtime.metadata import read_metadata
+from saunet.runtime.metrics import dice, mask_agreement
+from saunet.runtime.preprocess import read_image, read_mask
+
+MODELS = Path(cli.__file__).parent / "models"
+INT8, FLOAT = MODELS / "saunet_int8.tflite", MODELS / "saunet_float.keras"
+
+
+def test_bundled_files_are_there_and_small() -> None:
+    assert INT8 == cli.BUNDLED_MODEL
+    assert INT8.stat().st_size < 2e6 and FLOAT.stat().st_size < 5e6
+    card = (MODELS / "MODEL_CARD.md").read_text()
+    assert "not a medical device" in card.lower()
+
+
+def test_bundled_int8_model_describes_itself() -> None:
+    metadata = read_metadata(INT8)
+    assert metadata["format"] == "int8" and metadata["preset"] in ("sa-unet", "seed")
+    assert metadata["preprocessing"]["channels"] and metadata["preprocessing"]["threshold"] == 0.5
+    assert 0 < metadata["float_val_dice_3d"] <= 1
+
+
+def test_saunet_run_without_model_uses_the_bundled_one(real_slices: Path, tmp_path: Path) -> None:
+    """On the bundled test slices the masks must be real segmentations, not just files."""
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "saunet.runtime", str(real_slices), "--out", str(out)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "results.json").read_text())
+    assert Path(report["model"]) == INT8 and len(report["results"]) == 9
+    dices, empty_hits = [], []
+    for item in report["results"]:
+        truth = read_mask(Path(item["input"]).with_name(Path(item["input"]).stem + "_mask.png")) > 0
+        predicted = np.asarray(Image.open(item["mask"])) > 0
+        if truth.any():
+            dices.append(dice(predicted, truth))
+        else:
+            empty_hits.append(int(predicted.sum()))
+    # The model card's figure: Dice 0.76, 0.11, 0.90, 0.91 on the four multi-modal tumour slices,
+    # 0 on the two grey (FLAIR-only) ones, nothing predicted on the three tumour-free slices.
+    assert len(dices) == 6 and sum(d > 0.7 for d in dices) >= 3, f"per-slice Dice fell to {dices}"
+    assert empty_hits == [0, 0, 0]
+
+
+def test_bundled_float_and_int8_models_agree(real_slices: Path) -> None:
+    pytest.importorskip("tensorflow")
+    from saunet.runtime.segmenter import Segmenter
+    from saunet.training.evaluate import keras_predictor, load_keras_model
+
+    model, _, spec = load_keras_model(FLOAT)
+    images = np.stack([read_image(p) for p in sorted(real_slices.glob("*[0-9].png"))])
+    float_masks = keras_predictor(model, spec)(images) >= 0.5
+    int8_masks = Segmenter(INT8).predict_batch(images) >= 0.5
+    assert mask_agreement(int8_masks, float_masks) > 0.99
+
+
+def test_missing_bundled_model_is_a_clear_error(real_slices: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli, "BUNDLED_MODEL", tmp_path / "absent.tflite")
+    result = CliRunner().invoke(cli.main, [str(real_slices), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert "no model is bundled with this install yet; pass --model FILE.tflite" in result.output
+    assert not (tmp_path / "out").exists()
