@@ -35,7 +35,8 @@ def optimizer_state(model_file: Path) -> tuple[int, float]:
         "from saunet.training.train import custom_objects\n"
         f"m = keras.models.load_model({str(model_file)!r}, custom_objects=custom_objects())\n"
         "o = m.optimizer\n"
-        "lr = o.learning_rate(o.iterations) if callable(o.learning_rate) else o.learning_rate\n"
+        "lr = o.get_config()['learning_rate']\n"
+        "lr = keras.optimizers.schedules.deserialize(lr)(o.iterations) if isinstance(lr, dict) else lr\n"
         "print(int(o.iterations.numpy()), float(lr))\n"
     )
     assert result.returncode == 0, result.stderr
