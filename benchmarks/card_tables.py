@@ -8,30 +8,18 @@ import argparse
 import json
 from pathlib import Path
 
+from saunet.training.evaluate import summary_rows
+
 DEFAULT_ROWS = ("keras float32 (TF CPU)", "tflite int8")
-
-
-def metric_rows(scores: dict) -> list[tuple[str, str]]:
-    def f(value) -> str:
-        return "n/a" if value is None else f"{value:.3f}"
-
-    return [
-        ("per-patient 3D Dice, mean", f(scores["dice_3d"]["mean"])),
-        ("per-patient 3D Dice, median", f(scores["dice_3d"]["median"])),
-        ("per-patient 3D Dice, largest component kept, mean", f(scores["dice_3d_lcc"]["mean"])),
-        ("per-patient 3D Dice, largest component kept, median", f(scores["dice_3d_lcc"]["median"])),
-        (f"per-slice Dice on the {scores['slice_dice_tumour']['slices']} tumour slices, mean",
-         f(scores["slice_dice_tumour"]["mean"])),
-        (f"false-positive rate on the {scores['empty_slice_fp_rate']['slices']} empty slices",
-         f(scores["empty_slice_fp_rate"]["rate"])),
-        ("seed's batch-pooled soft Dice (smoothing 100), all test slices", f(scores["seed_soft_dice"])),
-    ]
 
 
 def tables(report: dict, names: tuple[str, ...]) -> str:
     rows = {r["name"]: r for r in report["rows"]}
     chosen = [rows[n] for n in names]
-    columns = [metric_rows(r["scores"]) for r in chosen]
+    def fmt(value) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
+    columns = [summary_rows(r["scores"], fmt) for r in chosen]
     lines = ["| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for i, (label, _) in enumerate(columns[0]):
         lines.append(f"| {label} | " + " | ".join(c[i][1] for c in columns) + " |")

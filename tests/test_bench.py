@@ -91,3 +91,16 @@ def test_bench_of_a_missing_run_is_a_one_line_error(tmp_path: Path) -> None:
     result = saunet("saunet.benchmarks.bench", "--model", str(tmp_path / "nowhere"), "--quick")
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == f"error: {tmp_path / 'nowhere'}: no such model file"
+
+
+def test_model_card_tables_come_from_the_report(quick_report) -> None:
+    from saunet.benchmarks.card_tables import tables
+
+    _, _, reports = quick_report
+    report = json.loads(next(reports.glob("*.json")).read_text())
+    rows = rows_of(reports)
+    text = tables(report, ("keras float32 (TF CPU)", "tflite int8"))
+    dice = rows["tflite int8"]["scores"]["dice_3d"]["mean"]
+    assert f"| per-patient 3D Dice, mean | {rows['keras float32 (TF CPU)']['dice_3d_mean']:.3f} | {dice:.3f} |" in text
+    for patient in report["patients"]:
+        assert f"| {patient} |" in text

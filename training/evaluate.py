@@ -65,12 +65,9 @@ def score(volumes: list[Volume], predict: Predictor, threshold: float) -> dict:
     return score_patients(predict_volumes(volumes, predict), threshold)
 
 
-def format_table(scores: dict, title: str) -> str:
-    """The summary figures as a terminal table, each named by what it measures."""
-    def fmt(value) -> str:
-        return "n/a" if value is None else f"{value:.4f}"
-
-    rows = [
+def summary_rows(scores: dict, fmt: Callable[[float | None], str]) -> list[tuple[str, str]]:
+    """The summary figures of score_patients, each named by what it measures (tables and the model card)."""
+    return [
         ("per-patient 3D Dice, mean", fmt(scores["dice_3d"]["mean"])),
         ("per-patient 3D Dice, median", fmt(scores["dice_3d"]["median"])),
         ("per-patient 3D Dice, largest component, mean", fmt(scores["dice_3d_lcc"]["mean"])),
@@ -82,6 +79,14 @@ def format_table(scores: dict, title: str) -> str:
         ("seed's batch-pooled soft Dice (smoothing 100)", fmt(scores["seed_soft_dice"])),
         ("pixel accuracy", fmt(scores["pixel_accuracy"])),
     ]
+
+
+def format_table(scores: dict, title: str) -> str:
+    """The summary figures as a terminal table, and a line per patient."""
+    def fmt(value) -> str:
+        return "n/a" if value is None else f"{value:.4f}"
+
+    rows = summary_rows(scores, fmt)
     width = max(len(name) for name, _ in rows)
     lines = [title, "-" * (width + 10)]
     lines += [f"{name:<{width}}  {value:>8}" for name, value in rows]
@@ -110,5 +115,5 @@ def load_keras_model(path: Path):
     return model, run, spec
 
 
-__all__ = ["METRIC_NAMES", "format_table", "keras_predictor", "load_keras_model", "load_split", "predict_volumes",
+__all__ = ["METRIC_NAMES", "format_table", "summary_rows", "keras_predictor", "load_keras_model", "load_split", "predict_volumes",
            "score"]
