@@ -131,6 +131,28 @@ def test_flip_only_mirrors_or_keeps_each_slice(size: int) -> None:
     assert 0 < mirrored < len(images)
 
 
+def test_grey_shows_some_slices_as_flair_in_every_channel(real) -> None:
+    """Grey slices are the FLAIR channel copied three times (as the data set's grey volumes);
+    the others, and every mask, are untouched."""
+    tf.random.set_seed(7)
+    images, masks = real
+    images = np.concatenate([images] * 4)
+    masks = np.concatenate([masks] * 4)
+    spec = Preprocessing(input_size=256)
+    plain_x, plain_y = collect(make_dataset(images, masks, batch_size=12, spec=spec))
+    grey = Augmentation(rotation=0, shift=0, shear=0, zoom=0, flip=False, grey=0.5)
+    got_x, got_y = collect(make_dataset(images, masks, batch_size=12, spec=spec, augmentation=grey))
+    assert np.array_equal(got_y, plain_y)
+    greyed = 0
+    for k in range(len(images)):
+        if np.array_equal(got_x[k], plain_x[k]):
+            continue
+        assert np.array_equal(got_x[k], np.repeat(plain_x[k][..., 1:2], 3, axis=-1)), k
+        greyed += 1
+    assert 6 <= greyed <= 30, greyed  # of 36, each with probability 0.5
+
+
 def test_augmentation_to_dict() -> None:
-    assert STRONG.to_dict() == {"rotation": 30, "shift": 0.2, "shear": 10, "zoom": 0.2, "flip": True}
-    assert Augmentation().to_dict() == {"rotation": 0.25, "shift": 0.05, "shear": 0.05, "zoom": 0.05, "flip": True}
+    assert STRONG.to_dict() == {"rotation": 30, "shift": 0.2, "shear": 10, "zoom": 0.2, "flip": True, "grey": 0.0}
+    assert Augmentation().to_dict() == {"rotation": 0.25, "shift": 0.05, "shear": 0.05, "zoom": 0.05, "flip": True,
+                                        "grey": 0.0}

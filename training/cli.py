@@ -58,17 +58,18 @@ def parse_split(text: str) -> tuple[float, float, float]:
 @click.option("--shear", default=0.05, help="augmentation: max shear, degrees")
 @click.option("--zoom", default=0.05, help="augmentation: zoom range 1 +/- this")
 @click.option("--flip/--no-flip", default=True, help="augmentation: random left-right flip")
+@click.option("--grey", default=0.0, help="augmentation: probability of a grey slice (FLAIR in all three channels)")
 @click.option("--no-augment", is_flag=True, help="no augmentation at all")
 @click.option("--strategy", type=click.Choice(STRATEGIES), default="auto", help="tf.distribute strategy")
 @click.option("--skip-bad", is_flag=True, help="skip unreadable or unpaired files (and count them) instead of stopping")
 def train(data, out, resume, preset, input_size, base_filters, block_size, keep_prob, epochs, batch_size,
-          learning_rate, schedule, loss, smooth, split_text, seed, rotation, shift, shear, zoom, flip, no_augment,
+          learning_rate, schedule, loss, smooth, split_text, seed, rotation, shift, shear, zoom, flip, grey, no_augment,
           strategy, skip_bad) -> None:
     """Train SA-UNet on the LGG MRI slices, split by patient, into a resumable run folder."""
     from saunet.training.train import RunError, TrainConfig
     from saunet.training.train import train as run_training
 
-    augmentation = None if no_augment else Augmentation(rotation, shift, shear, zoom, flip)
+    augmentation = None if no_augment else Augmentation(rotation, shift, shear, zoom, flip, grey)
     config = TrainConfig(
         data=str(data), out=str(out), preset=preset, input_size=input_size, base_filters=base_filters,
         block_size=block_size, keep_prob=keep_prob, epochs=epochs, batch_size=batch_size,

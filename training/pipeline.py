@@ -13,6 +13,9 @@ import tensorflow as tf
 
 from saunet.runtime.preprocess import Preprocessing
 
+#: The FLAIR channel of the data set's slices (pre-contrast, FLAIR, post-contrast).
+FLAIR = Preprocessing(input_size=1).channels.index("FLAIR")
+
 
 @dataclass(frozen=True)
 class Augmentation:
@@ -27,6 +30,9 @@ class Augmentation:
         shear: maximum shear angle, degrees.
         zoom: zoom factors are drawn from [1 - zoom, 1 + zoom], independently per axis.
         flip: mirror left-right with probability 0.5 (the brain is near-symmetric).
+        grey: probability of showing a slice grey, its FLAIR channel copied into all three. The
+            data set filled missing sequences with FLAIR, so some volumes are grey; few of them
+            are in any training split, and a model that never saw one segments nothing on it.
     """
 
     rotation: float = 0.25
@@ -34,6 +40,7 @@ class Augmentation:
     shear: float = 0.05
     zoom: float = 0.05
     flip: bool = True
+    grey: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -75,6 +82,9 @@ def augment(images: tf.Tensor, masks: tf.Tensor, aug: Augmentation) -> tuple[tf.
     moved in from outside the scan is black (background), as in the scans themselves.
     """
     shape = tf.shape(images)
+    if aug.grey:
+        grey = tf.random.uniform([shape[0], 1, 1, 1]) < aug.grey
+        images = tf.where(grey, tf.repeat(images[..., FLAIR:FLAIR + 1], images.shape[-1], axis=-1), images)
     transforms = random_transforms(shape[0], images.shape[1], aug)
     output_shape = shape[1:3]
 
