@@ -179,7 +179,7 @@ def write_slices(volumes, folder: Path) -> tuple[Path, np.ndarray]:
     return folder, masks
 
 
-def bench(source: Path, data: Path | None, out: Path, delegate: str | None, settings: Settings) -> dict:
+def bench(source: Path, data: Path | None, delegate: str | None, settings: Settings) -> dict:
     """Measures every row and returns the report (see report.py for what it holds)."""
     from saunet.benchmarks.graph import count_ops, write_peak_models
     from saunet.quantize.qat import without_dropblock
@@ -233,7 +233,7 @@ def main(source: Path, data: Path | None, out: Path, delegate: str | None, quick
     from saunet.quantize.cli import FAILURES
 
     try:
-        report = bench(source, data, out, delegate, Settings.quick() if quick else Settings())
+        report = bench(source, data, delegate, Settings.quick() if quick else Settings())
     except FAILURES as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(1)
