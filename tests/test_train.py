@@ -88,9 +88,9 @@ def test_killed_run_resumes_after_last_finished_epoch(dataset: Path, tmp_path: P
     assert 1 <= finished < epochs, "the run should have been killed part-way"
     assert not list(run.glob(".*partial*")), "a kill must leave no half-written file"
 
-    result = saunet("train", "--data", str(dataset), "--out", str(run), "--epochs", str(epochs), "--resume")
+    result = saunet("train", "--data", str(dataset), "--out", str(run), "--resume")
     assert result.returncode == 0, result.stderr
-    assert f"epochs {finished + 1} to {epochs}" in result.stdout
+    assert f"epochs {finished + 1} to {epochs}" in result.stdout, "without --epochs, a resumed run keeps its own length"
     epochs_logged = history_epochs(run)
     assert epochs_logged[-(epochs - finished):] == list(range(finished, epochs))
     assert json.loads(state_file.read_text())["epoch"] == epochs
@@ -106,6 +106,25 @@ def test_new_run_refuses_existing_run_folder(dataset: Path, tmp_path: Path) -> N
     again = saunet("train", "--data", str(dataset), "--out", str(run), "--epochs", "1", *TINY)
     assert again.returncode == 1
     assert again.stderr.strip().splitlines()[-1] == f"error: {run}: already holds a run; add --resume to continue it, or choose another --out"
+
+
+def test_epochs_default_to_50_for_a_new_run_and_to_the_runs_own_on_resume(tmp_path: Path, capsys) -> None:
+    from saunet.training.train import RunFolder, TrainConfig, start_or_resume
+
+    run = RunFolder(tmp_path / "run", chief=True)
+    config, state = start_or_resume(TrainConfig(data="d", out=str(run.path)), False, run)
+    assert (config.epochs, state["epoch"]) == (50, 0)
+
+    run.path.mkdir()
+    run.write_json("config.json", TrainConfig(data="d", out=str(run.path), epochs=12, schedule="cosine").to_dict())
+    run.write_json("state.json", {"epoch": 0})
+    resumed, _ = start_or_resume(TrainConfig(data="moved", out=str(run.path)), True, run)
+    assert (resumed.epochs, resumed.data) == (12, "moved")
+    assert capsys.readouterr().out == ""
+
+    extended, _ = start_or_resume(TrainConfig(data="d", out=str(run.path), epochs=20), True, run)
+    assert extended.epochs == 20
+    assert "laid out for 12 epochs" in capsys.readouterr().out, "extending a cosine run should say the rate stays low"
 
 
 @pytest.mark.parametrize("setup, expected", [

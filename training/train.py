@@ -19,7 +19,7 @@ import platform
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +47,10 @@ class RunError(ValueError):
     """A run folder that cannot be started or resumed (one line)."""
 
 
+#: A new run's length when --epochs is not given (the seed project's).
+DEFAULT_EPOCHS = 50
+
+
 @dataclass
 class TrainConfig:
     """Everything a run depends on; saved as config.json and reloaded by --resume."""
@@ -58,7 +62,7 @@ class TrainConfig:
     base_filters: int | None = None
     block_size: int | None = None
     keep_prob: float | None = None
-    epochs: int = 50
+    epochs: int | None = None
     batch_size: int = 32
     learning_rate: float = 1e-4
     schedule: str = "constant"
@@ -221,19 +225,24 @@ def pick_samples(volumes: list[Volume], count: int) -> list[tuple[str, int]]:
 def start_or_resume(config: TrainConfig, resume: bool, run: RunFolder) -> tuple[TrainConfig, dict]:
     """Checks the run folder and returns the config and state to go on with.
 
-    A new run refuses a folder that already holds a run; --resume takes the saved config,
-    keeping from the command line only --data (the run may have moved machine) and --epochs.
+    A new run refuses a folder that already holds a run, and trains DEFAULT_EPOCHS unless told.
+    --resume takes the saved config, keeping from the command line only --data (the run may
+    have moved machine) and --epochs when given: a resumed run ends where it was meant to,
+    not at the default.
     """
     if resume:
         saved = TrainConfig.from_dict(run.read_json("config.json"))
         state = run.read_json("state.json") if (run.path / "state.json").exists() else {"epoch": 0}
         if state["epoch"] and not (run.path / "last.keras").is_file():
             raise RunError(f"{run.path / 'last.keras'}: missing; the run cannot be resumed")
-        saved.data, saved.epochs = config.data, config.epochs
+        if config.epochs and config.epochs > saved.epochs and saved.schedule != "constant":
+            print(f"note: the {saved.schedule} learning rate was laid out for {saved.epochs} epochs; "
+                  f"the epochs after those run at its floor", flush=True)
+        saved.data, saved.epochs = config.data, config.epochs or saved.epochs
         return saved, state
     if run.chief and (run.path / "config.json").exists():
         raise RunError(f"{run.path}: already holds a run; add --resume to continue it, or choose another --out")
-    return config, {"epoch": 0}
+    return replace(config, epochs=config.epochs or DEFAULT_EPOCHS), {"epoch": 0}
 
 
 def train(config: TrainConfig, resume: bool = False) -> dict:
