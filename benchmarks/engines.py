@@ -27,13 +27,10 @@ class TFLiteEngine:
         self.backend = self.segmenter.backend + (f" + {delegate}" if delegate else "")
 
     def prepare(self, pixels: np.ndarray) -> np.ndarray:
-        return self.segmenter._model_input(pixels)
+        return self.segmenter.model_input(pixels)
 
-    def call(self, x: np.ndarray) -> None:
-        interpreter = self.segmenter.interpreter
-        interpreter.set_tensor(self.segmenter.input["index"], x)
-        interpreter.invoke()
-        interpreter.get_tensor(self.segmenter.output["index"])
+    def call(self, x: np.ndarray) -> np.ndarray:
+        return self.segmenter.run(x)
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
         return self.segmenter.predict(pixels).probability

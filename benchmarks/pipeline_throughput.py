@@ -23,6 +23,7 @@ import saunet.training  # noqa: F401  (Keras 2 before TensorFlow)
 import tensorflow as tf
 
 from saunet.benchmarks import machine
+from saunet.runtime.files import write_text
 from saunet.runtime.preprocess import Preprocessing
 from saunet.training.dataset import find_cases, load_cases, stack
 from saunet.training.keras import keras
@@ -111,7 +112,7 @@ def main() -> None:
     print(f"pipeline cost: {100 * cost:+.1f}% CPU time per slice, {100 * wall_cost:+.1f}% wall-clock throughput "
           f"(goal: at most 10%) -> {'met' if cost <= 0.10 else 'missed'}")
     if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        write_text(args.json, json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

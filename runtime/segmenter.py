@@ -48,8 +48,8 @@ class Segmenter:
         if tuple(self.output["shape"]) != (1, size, size, 1):
             raise ModelError(self.path, f"output shape {tuple(self.output['shape'])} is not a 1x{size}x{size}x1 mask")
 
-    def _model_input(self, pixels: np.ndarray) -> np.ndarray:
-        """The input tensor for one scan (batch of 1).
+    def model_input(self, pixels: np.ndarray) -> np.ndarray:
+        """The input tensor for one HxWx3 uint8 scan (batch of 1), in the model's input type.
 
         saunet's int8 exports take pixel - 128 exactly (scale 1/255, zero point -128, see
         quantize/convert.py), which is computed directly; other models go through floats.
@@ -73,15 +73,23 @@ class Segmenter:
             return y.astype(np.float32)
         return (y.astype(np.float32) - zero) * np.float32(scale)
 
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """The model alone: an input tensor from `model_input` in, its raw output tensor out.
+
+        This is what `predict` times as invoke_ms and what saunet-bench's latency columns time.
+        """
+        self.interpreter.set_tensor(self.input["index"], x)
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self.output["index"])
+
     def predict(self, pixels: np.ndarray) -> Prediction:
         """Probabilities for one HxWx3 uint8 scan, mapped back to HxW."""
         start = time.perf_counter()
-        x = self._model_input(pixels)
-        self.interpreter.set_tensor(self.input["index"], x)
+        x = self.model_input(pixels)
         ready = time.perf_counter()
-        self.interpreter.invoke()
+        raw = self.run(x)
         done = time.perf_counter()
-        y = self._dequantize(self.interpreter.get_tensor(self.output["index"])[0, :, :, 0])
+        y = self._dequantize(raw[0, :, :, 0])
         probability = resize_probability(y, pixels.shape[0], pixels.shape[1])
         end = time.perf_counter()
         return Prediction(probability, 1e3 * (ready - start), 1e3 * (done - ready), 1e3 * (end - done))

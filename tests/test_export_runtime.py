@@ -84,7 +84,7 @@ def test_int8_input_quantization_is_exact_for_8bit_pixels(models: dict[str, Path
         quantized = segmenter._quantize(pixels.astype(np.float32) * np.float32(segmenter.spec.scale))
         assert np.array_equal(quantized.astype(int), pixels.astype(int) - 128)
         scan = np.random.default_rng(2).integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
-        fast = segmenter._model_input(scan)  # the direct pixel - 128 path equals the float path
+        fast = segmenter.model_input(scan)  # the direct pixel - 128 path equals the float path
         assert np.array_equal(fast, segmenter._quantize(to_input(scan, segmenter.spec)[None]))
 
 
