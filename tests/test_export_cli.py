@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_dataset
+from conftest import run_python, write_dataset
 
 
 def cli(module: str, *args: str) -> subprocess.CompletedProcess:
@@ -84,3 +84,41 @@ def test_bad_sources_are_one_line_errors(run: tuple[Path, Path], tmp_path: Path,
                 "no-training-data": "lacks case"}[case]
     assert line.startswith("error: ") and expected in line
     assert not list(tmp_path.glob("m*.tflite"))
+
+
+def test_bundle_puts_the_runs_pair_into_the_package_and_refuses_a_mismatch(run: tuple[Path, Path],
+                                                                           tmp_path: Path) -> None:
+    folder, _ = run
+    exported = tmp_path / "tiny.tflite"
+    assert cli("saunet.quantize", str(folder), "--ptq", "--float32", "--out", str(exported),
+               "--allow-drop").returncode == 0
+    int8, float32 = tmp_path / "tiny_int8_ptq.tflite", tmp_path / "tiny_float32.tflite"
+    dest = tmp_path / "models"
+
+    result = cli("saunet.quantize.bundle", str(folder), str(int8), "--dest", str(dest))
+    assert result.returncode == 0, result.stderr
+    assert (dest / "saunet_int8.tflite").read_bytes() == int8.read_bytes()
+    check = run_python(f"""
+import saunet.training, numpy as np
+from pathlib import Path
+from saunet.training.evaluate import load_keras_model
+from saunet.training.keras import keras
+from saunet.training.train import custom_objects
+bundled = keras.models.load_model({str(dest / 'saunet_float.keras')!r}, custom_objects=custom_objects())
+best, _, _ = load_keras_model(Path({str(folder)!r}))
+assert bundled.optimizer is None, "the bundled float model should carry no optimiser state"
+assert all(np.array_equal(a, b) for a, b in zip(bundled.get_weights(), best.get_weights()))
+""")
+    assert check.returncode == 0, check.stderr
+    assert sorted(p.name for p in dest.iterdir()) == ["saunet_float.keras", "saunet_int8.tflite"]
+
+    before = {p.name: p.read_bytes() for p in dest.iterdir()}
+    bundled_128 = Path(__file__).resolve().parents[1] / "runtime" / "models" / "saunet_int8.tflite"
+    for wrong, problem in ((float32, "is a float32 model; bundle an int8 export"),
+                           (bundled_128, "px, but"),
+                           (tmp_path / "absent.tflite", "absent.tflite")):
+        refused = cli("saunet.quantize.bundle", str(folder), str(wrong), "--dest", str(dest))
+        assert refused.returncode == 1
+        (line,) = refused.stderr.strip().splitlines()[-1:]
+        assert line.startswith("error: ") and problem in line and str(wrong) in line, line
+    assert {p.name: p.read_bytes() for p in dest.iterdir()} == before, "a refused bundle must change nothing"

@@ -1,0 +1,69 @@
+"""Puts a run's chosen models into the package: the default model of saunet-run and its float original.
+
+    python -m saunet.quantize.bundle runs/RUN runs/RUN/export/saunet_int8_ptq.tflite
+
+Writes runtime/models/saunet_int8.tflite (the int8 export, byte for byte) and
+saunet_float.keras (the run's best.keras without its optimiser state, which only a resumed
+training needs and which triples the file). Both are written then renamed, so a failure
+leaves the bundled pair as it was. The int8 file must be an integer export of the same
+preset and input size as the run, so the pair cannot come from two different models.
+"""
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import click
+
+import saunet.quantize  # noqa: F401  (Keras 2 before TensorFlow)
+from saunet.quantize.formats import BY_NAME
+from saunet.runtime.cli import BUNDLED_MODEL
+from saunet.runtime.files import atomic_path
+from saunet.runtime.metadata import ModelError, read_metadata
+
+FLOAT_NAME = "saunet_float.keras"
+
+
+def bundle(run: Path, int8: Path, dest: Path) -> dict[str, Path]:
+    """Checks that `int8` was made from `run`'s model, then writes both into `dest`."""
+    from saunet.training.evaluate import load_keras_model
+
+    metadata = read_metadata(int8)
+    fmt = metadata.get("format")
+    if fmt not in BY_NAME or not BY_NAME[fmt].integer_io:
+        raise ModelError(int8, f"is a {fmt or 'non-saunet'} model; bundle an int8 export (--int8 or --ptq)")
+    model, _, spec = load_keras_model(run)
+    theirs = (metadata.get("preset"), metadata.get("preprocessing", {}).get("input_size"))
+    ours = (model.name.removeprefix("saunet_").replace("_", "-"), spec.input_size)
+    if theirs != ours:
+        raise ModelError(int8, f"was exported from a {theirs[0]} model at {theirs[1]}px, but {run} holds "
+                               f"a {ours[0]} model at {ours[1]}px")
+    targets = {"int8": dest / BUNDLED_MODEL.name, "float": dest / FLOAT_NAME}
+    with atomic_path(targets["float"]) as partial:
+        model.save(partial)  # loaded uncompiled: no optimiser state to save
+    with atomic_path(targets["int8"]) as partial:
+        shutil.copyfile(int8, partial)
+    return targets
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.argument("run", type=click.Path(path_type=Path))
+@click.argument("int8", type=click.Path(path_type=Path))
+@click.option("--dest", type=click.Path(path_type=Path), default=BUNDLED_MODEL.parent,
+              help="where the bundled models live")
+def main(run: Path, int8: Path, dest: Path) -> None:
+    """Bundle RUN's best model (float) and INT8, an int8 export of it, as saunet-run's default."""
+    try:
+        written = bundle(run, int8, dest)
+    except (ModelError, ValueError, OSError) as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(1)
+    for name, path in written.items():
+        click.echo(f"{name}: {path} ({path.stat().st_size / 1e6:.2f} MB)")
+    click.echo(f"now update {dest / 'MODEL_CARD.md'} (python -m saunet.benchmarks.card_tables) and the figure "
+               "(python -m saunet.benchmarks.model_figure)")
+
+
+if __name__ == "__main__":
+    main()
