@@ -169,22 +169,16 @@ def test_folder_without_pairs(tmp_path: Path, content: str) -> None:
     assert len(bad.problems) == (1 if content == "images only" else 0)
 
 
-def test_image_without_mask(dataset: Path) -> None:
-    orphan = dataset / "TCGA_XX_1000_20000101" / "TCGA_XX_1000_20000101_3_mask.tif"
-    orphan.unlink()
-    image = orphan.with_name("TCGA_XX_1000_20000101_3.tif")
+@pytest.mark.parametrize("removed, named, problem", [
+    ("_3_mask.tif", "_3.tif", "without its mask"),
+    ("_3.tif", "_3_mask.tif", "mask without its image"),
+])
+def test_unpaired_file_is_named(dataset: Path, removed: str, named: str, problem: str) -> None:
+    case = dataset / "TCGA_XX_1000_20000101"
+    (case / f"{case.name}{removed}").unlink()
     with pytest.raises(DataError) as error:
         find_cases(dataset)
-    assert "without its mask" in one_line_naming(error.value, image)
-
-
-def test_mask_without_image(dataset: Path) -> None:
-    image = dataset / "TCGA_XX_1001_20000102" / "TCGA_XX_1001_20000102_5.tif"
-    image.unlink()
-    mask = image.with_name("TCGA_XX_1001_20000102_5_mask.tif")
-    with pytest.raises(DataError) as error:
-        find_cases(dataset)
-    assert "mask without its image" in one_line_naming(error.value, mask)
+    assert problem in one_line_naming(error.value, case / f"{case.name}{named}")
 
 
 def test_name_without_slice_number(dataset: Path) -> None:
