@@ -12,7 +12,7 @@ from saunet.runtime import __version__
 from saunet.runtime.files import write_text
 from saunet.runtime.interpreter import DelegateError
 from saunet.runtime.metadata import ModelError
-from saunet.runtime.outputs import overlay, save_png, summarize
+from saunet.runtime.outputs import BackgroundWriter, summarize
 from saunet.runtime.preprocess import IMAGE_SUFFIXES, InputError, read_image
 from saunet.runtime.segmenter import Segmenter
 
@@ -81,32 +81,55 @@ def main(inputs, model, out, threads, delegate, cpu_fallback, threshold, print_j
         sys.exit(1)
     threshold = segmenter.spec.threshold if threshold is None else threshold
 
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        click.echo(f"error: {out}: cannot create the output folder ({error.strerror or error})", err=True)
+        sys.exit(1)
     items = collect(inputs)
     show_progress = any(from_folder for _, from_folder in items)
     results, failures, used = [], 0, set()
-    for number, (path, _) in enumerate(items, start=1):
+    pending = None
+
+    def settle() -> None:
+        """Waits for the write in flight; a failed one turns its result into an error."""
+        nonlocal failures, pending
+        if pending is None:
+            return
+        future, index = pending
+        pending = None
         try:
-            pixels = read_image(path)
+            future.result()
         except InputError as error:
             failures += 1
-            results.append({"input": str(path), "error": error.problem})
+            results[index] = {"input": results[index]["input"], "error": str(error)}
             click.echo(f"error: {error}", err=True)
-            continue
-        prediction = segmenter.predict(pixels)
-        mask = (prediction.probability >= threshold).astype(np.uint8)
-        stem = unique_stem(path, used)
-        mask_file, overlay_file = out / f"{stem}_pred.png", out / f"{stem}_overlay.png"
-        save_png(mask_file, mask * 255)
-        save_png(overlay_file, overlay(pixels, mask))
-        latency = {"preprocess": prediction.preprocess_ms, "invoke": prediction.invoke_ms,
-                   "postprocess": prediction.postprocess_ms}
-        results.append({"input": str(path), "size": [pixels.shape[1], pixels.shape[0]],
-                        **summarize(prediction.probability, mask),
-                        "latency_ms": {**{k: round(v, 3) for k, v in latency.items()},
-                                       "total": round(sum(latency.values()), 3)},
-                        "mask": str(mask_file), "overlay": str(overlay_file)})
-        if show_progress:
-            click.echo(f"[{number}/{len(items)}] {path}: {results[-1]['tumour_pixels']} tumour pixels", err=True)
+
+    with BackgroundWriter() as writer:
+        for number, (path, _) in enumerate(items, start=1):
+            try:
+                pixels = read_image(path)
+            except InputError as error:
+                failures += 1
+                results.append({"input": str(path), "error": error.problem})
+                click.echo(f"error: {error}", err=True)
+                continue
+            prediction = segmenter.predict(pixels)
+            mask = (prediction.probability >= threshold).astype(np.uint8)
+            stem = unique_stem(path, used)
+            mask_file, overlay_file = out / f"{stem}_pred.png", out / f"{stem}_overlay.png"
+            settle()
+            pending = writer.submit(pixels, mask, mask_file, overlay_file), len(results)
+            latency = {"preprocess": prediction.preprocess_ms, "invoke": prediction.invoke_ms,
+                       "postprocess": prediction.postprocess_ms}
+            results.append({"input": str(path), "size": [pixels.shape[1], pixels.shape[0]],
+                            **summarize(prediction.probability, mask),
+                            "latency_ms": {**{k: round(v, 3) for k, v in latency.items()},
+                                           "total": round(sum(latency.values()), 3)},
+                            "mask": str(mask_file), "overlay": str(overlay_file)})
+            if show_progress:
+                click.echo(f"[{number}/{len(items)}] {path}: {results[-1]['tumour_pixels']} tumour pixels", err=True)
+        settle()
 
     report = {"model": str(model), "backend": segmenter.backend, "delegate": segmenter.delegate,
               "threshold": threshold, "saunet": __version__, "results": results}

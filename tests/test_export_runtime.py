@@ -129,6 +129,29 @@ def test_bad_inputs_are_reported_and_the_batch_goes_on(models: dict[str, Path], 
     assert [("error" in r) for r in results] == [True, True, False]
 
 
+def test_an_output_that_cannot_be_written_fails_its_scan_only(models: dict[str, Path], real_slices: Path,
+                                                               tmp_path: Path) -> None:
+    first, second = sorted(p for p in real_slices.glob("*.png") if not p.stem.endswith("_mask"))[:2]
+    out = tmp_path / "out"
+    blocked = out / f"{first.stem}_overlay.png"
+    blocked.mkdir(parents=True)  # a folder where the overlay should go
+    result = run(str(first), str(second), "--model", str(models["int8"]), "--out", str(out), "--threads", "1")
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [errors[0]] and errors[0].startswith(f"error: {blocked}: cannot be written"), errors
+    results = json.loads((out / "results.json").read_text())["results"]
+    assert [r["input"] for r in results] == [str(first), str(second)]
+    assert "cannot be written" in results[0]["error"] and "error" not in results[1]
+    assert (out / f"{second.stem}_overlay.png").is_file() and (out / f"{second.stem}_pred.png").is_file()
+    assert not list(out.glob(".*partial*")), "a failed write must leave no partial file"
+
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("x")
+    refused = run(str(first), "--model", str(models["int8"]), "--out", str(not_a_folder))
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines()[-1].startswith(f"error: {not_a_folder}: cannot create the output folder")
+
+
 def test_missing_delegate_is_an_error_unless_cpu_fallback(models: dict[str, Path], real_slices: Path,
                                                           tmp_path: Path) -> None:
     scan = next(p for p in real_slices.glob("*.png") if not p.stem.endswith("_mask"))
