@@ -50,6 +50,57 @@ def open_model(model: Path, threads: int | None, delegate: str | None, cpu_fallb
         return Segmenter(model, threads, None)
 
 
+def segment_all(items: list[tuple[Path, bool]], segmenter: Segmenter, threshold: float, out: Path) -> list[dict]:
+    """Segments each scan and writes its PNGs; returns one results.json entry per item, in order.
+
+    A scan that cannot be read, or whose outputs cannot be written, gets an entry with its
+    error (also printed as one line) and the batch goes on. Each scan's PNGs are written on a
+    background thread while the next scan is read and segmented.
+    """
+    show_progress = any(from_folder for _, from_folder in items)
+    results, used = [], set()
+    pending = None
+
+    def settle() -> None:
+        """Waits for the write in flight; a failed one turns its entry into an error."""
+        nonlocal pending
+        if pending is None:
+            return
+        future, index = pending
+        pending = None
+        try:
+            future.result()
+        except InputError as error:
+            results[index] = {"input": results[index]["input"], "error": str(error)}
+            click.echo(f"error: {error}", err=True)
+
+    with BackgroundWriter() as writer:
+        for number, (path, _) in enumerate(items, start=1):
+            try:
+                pixels = read_image(path)
+            except InputError as error:
+                results.append({"input": str(path), "error": error.problem})
+                click.echo(f"error: {error}", err=True)
+                continue
+            prediction = segmenter.predict(pixels)
+            mask = (prediction.probability >= threshold).astype(np.uint8)
+            stem = unique_stem(path, used)
+            mask_file, overlay_file = out / f"{stem}_pred.png", out / f"{stem}_overlay.png"
+            settle()
+            pending = writer.submit(pixels, mask, mask_file, overlay_file), len(results)
+            latency = {"preprocess": prediction.preprocess_ms, "invoke": prediction.invoke_ms,
+                       "postprocess": prediction.postprocess_ms}
+            results.append({"input": str(path), "size": [pixels.shape[1], pixels.shape[0]],
+                            **summarize(prediction.probability, mask),
+                            "latency_ms": {**{k: round(v, 3) for k, v in latency.items()},
+                                           "total": round(sum(latency.values()), 3)},
+                            "mask": str(mask_file), "overlay": str(overlay_file)})
+            if show_progress:
+                click.echo(f"[{number}/{len(items)}] {path}: {results[-1]['tumour_pixels']} tumour pixels", err=True)
+        settle()
+    return results
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--model", type=click.Path(path_type=Path), default=None,
@@ -87,50 +138,8 @@ def main(inputs, model, out, threads, delegate, cpu_fallback, threshold, print_j
         click.echo(f"error: {out}: cannot create the output folder ({error.strerror or error})", err=True)
         sys.exit(1)
     items = collect(inputs)
-    show_progress = any(from_folder for _, from_folder in items)
-    results, failures, used = [], 0, set()
-    pending = None
-
-    def settle() -> None:
-        """Waits for the write in flight; a failed one turns its result into an error."""
-        nonlocal failures, pending
-        if pending is None:
-            return
-        future, index = pending
-        pending = None
-        try:
-            future.result()
-        except InputError as error:
-            failures += 1
-            results[index] = {"input": results[index]["input"], "error": str(error)}
-            click.echo(f"error: {error}", err=True)
-
-    with BackgroundWriter() as writer:
-        for number, (path, _) in enumerate(items, start=1):
-            try:
-                pixels = read_image(path)
-            except InputError as error:
-                failures += 1
-                results.append({"input": str(path), "error": error.problem})
-                click.echo(f"error: {error}", err=True)
-                continue
-            prediction = segmenter.predict(pixels)
-            mask = (prediction.probability >= threshold).astype(np.uint8)
-            stem = unique_stem(path, used)
-            mask_file, overlay_file = out / f"{stem}_pred.png", out / f"{stem}_overlay.png"
-            settle()
-            pending = writer.submit(pixels, mask, mask_file, overlay_file), len(results)
-            latency = {"preprocess": prediction.preprocess_ms, "invoke": prediction.invoke_ms,
-                       "postprocess": prediction.postprocess_ms}
-            results.append({"input": str(path), "size": [pixels.shape[1], pixels.shape[0]],
-                            **summarize(prediction.probability, mask),
-                            "latency_ms": {**{k: round(v, 3) for k, v in latency.items()},
-                                           "total": round(sum(latency.values()), 3)},
-                            "mask": str(mask_file), "overlay": str(overlay_file)})
-            if show_progress:
-                click.echo(f"[{number}/{len(items)}] {path}: {results[-1]['tumour_pixels']} tumour pixels", err=True)
-        settle()
-
+    results = segment_all(items, segmenter, threshold, out)
+    failures = sum("error" in item for item in results)
     report = {"model": str(model), "backend": segmenter.backend, "delegate": segmenter.delegate,
               "threshold": threshold, "saunet": __version__, "results": results}
     write_text(out / "results.json", json.dumps(report, indent=2) + "\n")
