@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import click
@@ -12,7 +13,7 @@ from saunet.runtime import __version__
 from saunet.runtime.files import write_text
 from saunet.runtime.interpreter import DelegateError
 from saunet.runtime.metadata import ModelError
-from saunet.runtime.outputs import BackgroundWriter, summarize
+from saunet.runtime.outputs import summarize, write_outputs
 from saunet.runtime.preprocess import IMAGE_SUFFIXES, InputError, read_image
 from saunet.runtime.segmenter import Segmenter
 
@@ -55,7 +56,9 @@ def segment_all(items: list[tuple[Path, bool]], segmenter: Segmenter, threshold:
 
     A scan that cannot be read, or whose outputs cannot be written, gets an entry with its
     error (also printed as one line) and the batch goes on. Each scan's PNGs are written on a
-    background thread while the next scan is read and segmented.
+    second thread while the next scan is read and segmented: PNG encoding is most of the time
+    outside the model, and Pillow's encoder and the interpreter both release the GIL. One
+    write at most is in flight, so memory stays flat on long batches.
     """
     show_progress = any(from_folder for _, from_folder in items)
     results, used = [], set()
@@ -74,7 +77,7 @@ def segment_all(items: list[tuple[Path, bool]], segmenter: Segmenter, threshold:
             results[index] = {"input": results[index]["input"], "error": str(error)}
             click.echo(f"error: {error}", err=True)
 
-    with BackgroundWriter() as writer:
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="saunet-writer") as writer:
         for number, (path, _) in enumerate(items, start=1):
             try:
                 pixels = read_image(path)
@@ -87,7 +90,7 @@ def segment_all(items: list[tuple[Path, bool]], segmenter: Segmenter, threshold:
             stem = unique_stem(path, used)
             mask_file, overlay_file = out / f"{stem}_pred.png", out / f"{stem}_overlay.png"
             settle()
-            pending = writer.submit(pixels, mask, mask_file, overlay_file), len(results)
+            pending = writer.submit(write_outputs, pixels, mask, mask_file, overlay_file), len(results)
             latency = {"preprocess": prediction.preprocess_ms, "invoke": prediction.invoke_ms,
                        "postprocess": prediction.postprocess_ms}
             results.append({"input": str(path), "size": [pixels.shape[1], pixels.shape[0]],

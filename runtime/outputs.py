@@ -1,7 +1,6 @@
 """What saunet-run writes for a scan: the mask, an overlay, and its line in results.json."""
 from __future__ import annotations
 
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -58,23 +57,3 @@ def write_outputs(pixels: np.ndarray, mask: np.ndarray, mask_file: Path, overlay
         except OSError as error:
             raise InputError(path, f"cannot be written ({error.strerror or error})") from None
 
-
-class BackgroundWriter:
-    """Writes each scan's outputs on one thread while the next scan is read and segmented.
-
-    PNG encoding is most of saunet-run's time outside the model (README, runtime overhead);
-    Pillow's encoder and the interpreter's invoke both release the GIL, so the two overlap.
-    One write at most is in flight, so memory stays flat on long batches.
-    """
-
-    def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="saunet-writer")
-
-    def submit(self, pixels: np.ndarray, mask: np.ndarray, mask_file: Path, overlay_file: Path) -> Future:
-        return self._pool.submit(write_outputs, pixels, mask, mask_file, overlay_file)
-
-    def __enter__(self) -> "BackgroundWriter":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._pool.shutdown(wait=True)

@@ -44,7 +44,7 @@ def parse_split(text: str) -> tuple[float, float, float]:
 @click.option("--base-filters", type=int, default=None, help="first level's width [preset: 16]")
 @click.option("--block-size", type=int, default=None, help="DropBlock block size [preset: 7]")
 @click.option("--keep-prob", type=float, default=None, help="DropBlock keep probability [preset: 0.9]")
-@click.option("--epochs", type=int, default=None,
+@click.option("--epochs", type=click.IntRange(min=1), default=None,
               help="epochs in all [default: 50; with --resume: the run's own]")
 @click.option("--batch-size", default=32, help="global batch (split over replicas)")
 @click.option("--lr", "learning_rate", default=1e-4, help="Adam learning rate (the peak, with --schedule cosine)")
