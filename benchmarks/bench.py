@@ -224,7 +224,7 @@ def bench(source: Path, data: Path | None, delegate: str | None, settings: Setti
               help="run folder (or its best.keras); its exports in RUN/export/ are used, missing ones made")
 @click.option("--data", type=click.Path(path_type=Path), default=None, help="data folder [default: the run's]")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("benchmarks/reports"),
-              help="folder for <date>-<machine>.md/.json/.png")
+              help="folder for <date>-<machine>-<run>.md/.json/.png")
 @click.option("--delegate", default=None, help="an external TFLite delegate library to add a row for")
 @click.option("--quick", is_flag=True, help="2 test patients, 10 timed runs, 2-step QAT: a smoke test, not a benchmark")
 def main(source: Path, data: Path | None, out: Path, delegate: str | None, quick: bool) -> None:

@@ -142,9 +142,12 @@ def build_report(rows, peaks, masks: dict, gop: float, peak_gop: float, threads:
 
 
 def write_report(report: dict, folder: Path) -> list[Path]:
-    """<date>-<machine>.md, .json, -latency.png and -dice.png in `folder`, each written atomically."""
+    """<date>-<machine>-<run>.md, .json, -latency.png and -dice.png in `folder`, each written atomically.
+
+    The run's name is in the file name so that two runs benchmarked on one day keep both reports.
+    """
     folder.mkdir(parents=True, exist_ok=True)
-    stem = folder / f"{report['date']}-{report['machine_slug']}"
+    stem = folder / f"{report['date']}-{report['machine_slug']}-{Path(report['run']).name}"
     md, js = stem.with_suffix(".md"), stem.with_suffix(".json")
     write_text(md, report["markdown"])
     write_text(js, json.dumps({k: v for k, v in report.items() if k != "markdown"}, indent=2, default=str) + "\n")

@@ -44,6 +44,7 @@ def test_quick_bench_writes_every_report_file(quick_report) -> None:
     stems = {p.name for p in reports.iterdir()}
     (md,) = [n for n in stems if n.endswith(".md")]
     stem = md[: -len(".md")]
+    assert stem.endswith(f"-{run.name}"), "the report should be named for the run it measured"
     assert {f"{stem}.json", f"{stem}-latency.png", f"{stem}-dice.png"} <= stems
     assert "| tflite int8 | ok |" in result.stdout and "QUICK RUN" in result.stdout
     for fmt in FORMATS:
