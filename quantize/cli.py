@@ -102,9 +102,11 @@ def export(source: Path, names: list[str], out: Path | None, data: Path | None, 
 
     float_predict = keras_predictor(model, spec)
     state = json.loads((run / "state.json").read_text()) if (run / "state.json").is_file() else {}
-    metadata = {"preset": config.get("preset"), "data": str(data), "split": {k: split[k] for k in ("seed", "fractions") if k in split},
+    # Names, not paths: the model travels to other machines, where the exporting machine's folders mean nothing.
+    metadata = {"preset": config.get("preset"), "data": data.resolve().name,
+                "split": {k: split[k] for k in ("seed", "fractions") if k in split},
                 "validation_cases": split["val"], "float_val_dice_3d": state.get("best_score"),
-                "source": str(source)}
+                "source": source.resolve().relative_to(run.resolve().parent).as_posix()}
     flatbuffers = export_formats(model, [BY_NAME[n] for n in names], spec, metadata, images, masks,
                                  qat_epochs, qat_lr, qat_steps, calibration)
     for name, flatbuffer in flatbuffers.items():

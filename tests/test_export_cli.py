@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from saunet.runtime.metadata import read_metadata
+
 from conftest import run_python, write_dataset
 
 
@@ -28,7 +30,7 @@ def run(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def test_export_writes_models_and_parity_report(run: tuple[Path, Path], tmp_path: Path) -> None:
-    folder, _ = run
+    folder, data = run
     out = tmp_path / "tiny.tflite"
     result = cli("saunet.quantize", str(folder), "--ptq", "--float32", "--out", str(out), "--allow-drop", "--edgetpu")
     assert result.returncode == 0, result.stderr
@@ -40,6 +42,8 @@ def test_export_writes_models_and_parity_report(run: tuple[Path, Path], tmp_path
     assert report["exports"]["float32"]["mask_agreement"] > 0.999
     assert report["cases"] == json.loads((folder / "split.json").read_text())["val"]
     assert "| float32 |" in (tmp_path / "tiny_int8_ptq_parity.md").read_text()
+    metadata = read_metadata(tmp_path / "tiny_int8_ptq.tflite")
+    assert (metadata["source"], metadata["data"]) == (folder.name, data.name), "metadata should hold names, not paths"
 
     again = cli("saunet.quantize", str(folder), "--float32", "--out", str(tmp_path / "tiny_float32.tflite"))
     assert again.returncode == 1
