@@ -1,6 +1,6 @@
 """The model card's metric tables, printed from a saunet-bench report (so no figure is copied by hand).
 
-    python -m saunet.benchmarks.card_tables benchmarks/reports/<date>-<machine>.json [--rows "keras float32 (TF CPU)" "tflite int8"]
+    python -m saunet.benchmarks.card_tables benchmarks/reports/<date>-<machine>-<run>.json [--rows "keras float32 (TF CPU)" "tflite int8"]
 """
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import argparse
 import json
 from pathlib import Path
 
-from saunet.training.evaluate import summary_rows
+from saunet.runtime.metrics import summary_rows
 
 DEFAULT_ROWS = ("keras float32 (TF CPU)", "tflite int8")
 

@@ -13,7 +13,7 @@ valid JSON.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -222,3 +222,19 @@ def score_patients(
         "pixel_accuracy": agree / pixels if pixels else None,
         "threshold": float(threshold),
     }
+
+
+def summary_rows(scores: dict, fmt: Callable[[float | None], str]) -> list[tuple[str, str]]:
+    """The summary figures of score_patients, each named by what it measures (tables and the model card)."""
+    return [
+        ("per-patient 3D Dice, mean", fmt(scores["dice_3d"]["mean"])),
+        ("per-patient 3D Dice, median", fmt(scores["dice_3d"]["median"])),
+        ("per-patient 3D Dice, largest component, mean", fmt(scores["dice_3d_lcc"]["mean"])),
+        ("per-patient 3D Dice, largest component, median", fmt(scores["dice_3d_lcc"]["median"])),
+        (f"per-slice Dice on tumour slices, mean ({scores['slice_dice_tumour']['slices']} slices)",
+         fmt(scores["slice_dice_tumour"]["mean"])),
+        (f"false-positive rate on empty slices ({scores['empty_slice_fp_rate']['slices']} slices)",
+         fmt(scores["empty_slice_fp_rate"]["rate"])),
+        ("seed's batch-pooled soft Dice (smoothing 100)", fmt(scores["seed_soft_dice"])),
+        ("pixel accuracy", fmt(scores["pixel_accuracy"])),
+    ]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from saunet.runtime.metrics import METRIC_NAMES, score_patients
+from saunet.runtime.metrics import METRIC_NAMES, score_patients, summary_rows
 from saunet.runtime.preprocess import Preprocessing, resize_image, resize_probability
 from saunet.training.dataset import BadFiles, DataError, Volume, find_cases, load_cases
 
@@ -63,22 +63,6 @@ def predict_volumes(volumes: list[Volume], predict: Predictor) -> dict[str, tupl
 
 def score(volumes: list[Volume], predict: Predictor, threshold: float) -> dict:
     return score_patients(predict_volumes(volumes, predict), threshold)
-
-
-def summary_rows(scores: dict, fmt: Callable[[float | None], str]) -> list[tuple[str, str]]:
-    """The summary figures of score_patients, each named by what it measures (tables and the model card)."""
-    return [
-        ("per-patient 3D Dice, mean", fmt(scores["dice_3d"]["mean"])),
-        ("per-patient 3D Dice, median", fmt(scores["dice_3d"]["median"])),
-        ("per-patient 3D Dice, largest component, mean", fmt(scores["dice_3d_lcc"]["mean"])),
-        ("per-patient 3D Dice, largest component, median", fmt(scores["dice_3d_lcc"]["median"])),
-        (f"per-slice Dice on tumour slices, mean ({scores['slice_dice_tumour']['slices']} slices)",
-         fmt(scores["slice_dice_tumour"]["mean"])),
-        (f"false-positive rate on empty slices ({scores['empty_slice_fp_rate']['slices']} slices)",
-         fmt(scores["empty_slice_fp_rate"]["rate"])),
-        ("seed's batch-pooled soft Dice (smoothing 100)", fmt(scores["seed_soft_dice"])),
-        ("pixel accuracy", fmt(scores["pixel_accuracy"])),
-    ]
 
 
 def format_table(scores: dict, title: str) -> str:
