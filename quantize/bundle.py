@@ -2,14 +2,16 @@
 
     python -m saunet.quantize.bundle runs/RUN runs/RUN/export/saunet_int8_ptq.tflite
 
-Writes runtime/models/saunet_int8.tflite (the int8 export, byte for byte) and
+Writes runtime/models/saunet_int8.tflite (the int8 export, byte for byte),
 saunet_float.keras (the run's best.keras without its optimiser state, which only a resumed
-training needs and which triples the file). Both are written then renamed, so a failure
-leaves the bundled pair as it was. The int8 file must be an integer export of the same
-preset and input size as the run, so the pair cannot come from two different models.
+training needs and which triples the file) and saunet_float.json (its preprocessing, which a
+run keeps in config.json). Each is written then renamed, so a failure leaves the bundle as it
+was. The int8 file must be an integer export of the same preset and preprocessing as the run,
+so the pair cannot come from two different models.
 """
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -19,10 +21,12 @@ import click
 import saunet.quantize  # noqa: F401  (Keras 2 before TensorFlow)
 from saunet.quantize.formats import BY_NAME
 from saunet.runtime.cli import BUNDLED_MODEL
-from saunet.runtime.files import atomic_path
+from saunet.runtime.files import atomic_path, write_text
 from saunet.runtime.metadata import ModelError, read_metadata
+from saunet.runtime.preprocess import Preprocessing
 
 FLOAT_NAME = "saunet_float.keras"
+FLOAT_SPEC_NAME = "saunet_float.json"
 
 
 def bundle(run: Path, int8: Path, dest: Path) -> dict[str, Path]:
@@ -39,9 +43,14 @@ def bundle(run: Path, int8: Path, dest: Path) -> dict[str, Path]:
     if theirs != ours:
         raise ModelError(int8, f"was exported from a {theirs[0]} model at {theirs[1]}px, but {run} holds "
                                f"a {ours[0]} model at {ours[1]}px")
-    targets = {"int8": dest / BUNDLED_MODEL.name, "float": dest / FLOAT_NAME}
+    exported, trained = Preprocessing.from_dict(metadata.get("preprocessing", {})).to_dict(), spec.to_dict()
+    differences = [f"{key} {exported[key]} ({run}: {trained[key]})" for key in trained if exported[key] != trained[key]]
+    if differences:
+        raise ModelError(int8, "preprocesses scans differently from the run: " + ", ".join(differences))
+    targets = {"int8": dest / BUNDLED_MODEL.name, "float": dest / FLOAT_NAME, "float preprocessing": dest / FLOAT_SPEC_NAME}
     with atomic_path(targets["float"]) as partial:
         model.save(partial)  # loaded uncompiled: no optimiser state to save
+    write_text(targets["float preprocessing"], json.dumps({"preprocessing": spec.to_dict()}, indent=2) + "\n")
     with atomic_path(targets["int8"]) as partial:
         shutil.copyfile(int8, partial)
     return targets

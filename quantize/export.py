@@ -12,7 +12,7 @@ from saunet.quantize.formats import Format
 from saunet.quantize.qat import fine_tune, quantization_aware, without_dropblock
 from saunet.quantize.tflite_metadata import embed
 from saunet.runtime import __version__
-from saunet.runtime.preprocess import Preprocessing
+from saunet.runtime.preprocess import Preprocessing, normalise_intensity
 from saunet.training.keras import keras
 from saunet.training.pipeline import Augmentation, make_dataset
 
@@ -41,10 +41,13 @@ def export_formats(model: keras.Model, formats: Iterable[Format], spec: Preproce
         formats: what to export.
         spec: the preprocessing the model was trained with (stored in the metadata).
         metadata: provenance to store beside the preprocessing (preset, data, split, Dice...).
-        train_images, train_masks: training slices (uint8, 0/1) for calibration and QAT.
+        train_images, train_masks: training slices at the input size (uint8, 0/1) for calibration
+            and QAT, as read: the intensity normalisation of `spec` is applied here, as in training.
         qat_epochs, qat_learning_rate, qat_steps: quantization-aware fine-tuning settings.
         calibration_count: representative slices for int8 calibration.
     """
+    if train_images is not None:
+        train_images = normalise_intensity(train_images, spec.normalise)
     calibration = representative(train_images, spec.scale, calibration_count) if train_images is not None else None
     float_static = without_dropblock(model, batch_size=1)
     exported = {}

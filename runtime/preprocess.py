@@ -16,6 +16,19 @@ from PIL import Image
 MAX_PIXELS = 50_000_000
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 
+#: Intensity normalisations a model can be trained with (Preprocessing.normalise).
+NORMALISATIONS = ("none", "channel-median")
+#: A pixel brighter than this in any channel is inside the head (the data set's background is near 0).
+HEAD_LEVEL = 10
+#: channel-median maps each channel's median over the head to this: about the data set's
+#: typical level (the median over the training volumes' FLAIR channels is 49).
+TARGET_MEDIAN = 50.0
+#: channel-median brightens or darkens a channel by at most this factor, so an all but empty
+#: channel is not blown up into noise.
+MAX_GAIN = 4.0
+#: Slices with fewer head pixels (the top of the skull) are left as they are.
+MIN_HEAD_PIXELS = 64
+
 
 class InputError(ValueError):
     """A file that cannot be used; the message is one line naming the file and the problem."""
@@ -35,12 +48,19 @@ class Preprocessing:
         channels: what the three input channels hold, in order.
         scale: multiplier from 8-bit pixel values to model input (1/255: input in [0, 1]).
         threshold: probability above which a pixel counts as tumour.
+        normalise: intensity normalisation after resizing, one of NORMALISATIONS: "none", or
+            "channel-median" (see normalise_intensity).
     """
 
     input_size: int = 256
     channels: tuple[str, ...] = ("pre-contrast", "FLAIR", "post-contrast")
     scale: float = 1.0 / 255.0
     threshold: float = 0.5
+    normalise: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.normalise not in NORMALISATIONS:
+            raise ValueError(f"unknown intensity normalisation {self.normalise!r}; known: {', '.join(NORMALISATIONS)}")
 
     def to_dict(self) -> dict:
         return {**asdict(self), "channels": list(self.channels)}
@@ -145,11 +165,39 @@ def resize_probability(prob: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.asarray(Image.fromarray(prob.astype(np.float32), mode="F").resize((width, height), Image.BILINEAR))
 
 
+def normalise_intensity(pixels: np.ndarray, method: str) -> np.ndarray:
+    """Normalises one HxWx3 uint8 scan, or an NxHxWx3 batch slice by slice; uint8 in and out.
+
+    "channel-median" scales each channel so that its median over the head is TARGET_MEDIAN.
+    The data set's five institutions stored their sequences at different brightness (one
+    channel can sit at a third of the others' level); the tumour's contrast within a channel
+    is kept, its absolute level made comparable. Per slice, not per volume, because
+    saunet-run is given single slices. The result stays 8-bit, so the int8 model's input
+    remains exact.
+    """
+    if method == "none":
+        return pixels
+    if method not in NORMALISATIONS:
+        raise ValueError(f"unknown intensity normalisation {method!r}; known: {', '.join(NORMALISATIONS)}")
+    if pixels.ndim == 4:
+        return np.stack([normalise_intensity(p, method) for p in pixels]) if len(pixels) else pixels
+    head = pixels.max(axis=2) > HEAD_LEVEL
+    if head.sum() < MIN_HEAD_PIXELS:
+        return pixels
+    medians = np.median(pixels[head], axis=0).astype(np.float32)
+    gains = np.clip(np.float32(TARGET_MEDIAN) / np.maximum(medians, 1), 1 / MAX_GAIN, MAX_GAIN).astype(np.float32)
+    return np.clip(np.rint(pixels * gains), 0, 255).astype(np.uint8)
+
+
+def model_pixels(pixels: np.ndarray, spec: Preprocessing) -> np.ndarray:
+    """One scan (HxWx3 uint8, any size) -> the uint8 pixels the model sees: resized, then normalised."""
+    return normalise_intensity(resize_image(pixels, spec.input_size), spec.normalise)
+
+
 def to_input(pixels: np.ndarray, spec: Preprocessing) -> np.ndarray:
     """One scan (HxWx3 uint8, any size) -> the float32 model input (size x size x 3).
 
-    Training applies the same arithmetic (uint8 -> float32, times float32 scale), so training
-    and device inputs are equal to the bit.
+    Training applies the same arithmetic (model_pixels, then uint8 -> float32 times float32
+    scale), so training and device inputs are equal to the bit.
     """
-    resized = resize_image(pixels, spec.input_size)
-    return resized.astype(np.float32) * np.float32(spec.scale)
+    return model_pixels(pixels, spec).astype(np.float32) * np.float32(spec.scale)

@@ -9,7 +9,7 @@ import numpy as np
 
 from saunet.runtime.interpreter import make_interpreter
 from saunet.runtime.metadata import ModelError, read_metadata
-from saunet.runtime.preprocess import Preprocessing, resize_image, resize_probability, to_input
+from saunet.runtime.preprocess import Preprocessing, model_pixels, resize_probability, to_input
 
 
 @dataclass
@@ -36,7 +36,11 @@ class Segmenter:
                  backend: str | None = None):
         self.path = Path(model_path)
         self.metadata = read_metadata(self.path)
-        self.spec = Preprocessing.from_dict(self.metadata.get("preprocessing", {}))
+        try:
+            self.spec = Preprocessing.from_dict(self.metadata.get("preprocessing", {}))
+        except (TypeError, ValueError) as error:
+            raise ModelError(self.path, f"its preprocessing metadata is not usable ({error}); a newer saunet may "
+                                        "have made it") from None
         self.interpreter, self.backend = make_interpreter(self.path, threads, delegate, backend)
         self.delegate = delegate
         (self.input,) = self.interpreter.get_input_details()
@@ -56,8 +60,7 @@ class Segmenter:
         """
         if self.input["dtype"] == np.int8 and self.input["quantization"] == (np.float32(self.spec.scale), -128) \
                 and np.float32(self.spec.scale) == np.float32(1 / 255):
-            resized = resize_image(pixels, self.spec.input_size)
-            return (resized.astype(np.int16) - 128).astype(np.int8)[None]
+            return (model_pixels(pixels, self.spec).astype(np.int16) - 128).astype(np.int8)[None]
         return self._quantize(to_input(pixels, self.spec)[None])
 
     def _quantize(self, x: np.ndarray) -> np.ndarray:

@@ -256,6 +256,53 @@ def test_skip_bad_goes_on_and_counts_each_problem(dataset: Path, capsys: pytest.
     assert capsys.readouterr().err.count("skipped: ") == len(bad.problems) + len(alone.problems)
 
 
+# --- intensity normalisation ---------------------------------------------------
+
+def test_channel_median_makes_a_dim_channel_look_like_the_others(real_slices: Path) -> None:
+    """A scan whose FLAIR was stored at a third of the usual level normalises to nearly the usual scan."""
+    scan = read_image(real_slices / "TCGA_CS_6186_20000601_16.png")
+    dim = scan.copy()
+    dim[:, :, 1] = np.rint(scan[:, :, 1] / 3.0).astype(np.uint8)
+    normal, dimmed = (preprocess.normalise_intensity(x, "channel-median") for x in (scan, dim))
+    head = normal.max(axis=2) > preprocess.HEAD_LEVEL
+    for c in range(3):
+        assert abs(np.median(normal[:, :, c][head]) - preprocess.TARGET_MEDIAN) <= 2, c
+    before = np.abs(scan[:, :, 1].astype(int) - dim[:, :, 1]).mean()
+    after = np.abs(normal[:, :, 1].astype(int) - dimmed[:, :, 1]).mean()
+    assert after < before / 10, (before, after)
+    np.testing.assert_array_equal(normal[:, :, 0], dimmed[:, :, 0])
+
+
+def test_channel_median_limits_its_gain_and_leaves_near_empty_slices() -> None:
+    scan = np.zeros((32, 32, 3), np.uint8)
+    scan[4:28, 4:28] = (50, 2, 200)  # a near-empty middle channel, a bright last one
+    out = preprocess.normalise_intensity(scan, "channel-median")
+    assert tuple(out[10, 10]) == (50, 2 * preprocess.MAX_GAIN, 200 / preprocess.MAX_GAIN)
+    corner = np.zeros((32, 32, 3), np.uint8)
+    corner[:5, :5] = 20  # 25 head pixels: too few to measure
+    np.testing.assert_array_equal(preprocess.normalise_intensity(corner, "channel-median"), corner)
+
+
+def test_normalisation_of_a_batch_is_slice_by_slice_and_none_is_identity(real_slices: Path) -> None:
+    batch = np.stack([read_image(p) for p in sorted(real_slices.glob("*[0-9].png"))[:3]])
+    together = preprocess.normalise_intensity(batch, "channel-median")
+    for one, normalised in zip(batch, together):
+        np.testing.assert_array_equal(preprocess.normalise_intensity(one, "channel-median"), normalised)
+    assert preprocess.normalise_intensity(batch, "none") is batch
+    with pytest.raises(ValueError, match="unknown intensity normalisation 'zscore'"):
+        preprocess.Preprocessing(normalise="zscore")
+
+
+def test_model_input_is_resized_then_normalised_then_scaled(real_slices: Path) -> None:
+    scan = read_image(real_slices / "TCGA_CS_6186_20000601_16.png")
+    spec = preprocess.Preprocessing(input_size=64, normalise="channel-median")
+    expected = preprocess.normalise_intensity(preprocess.resize_image(scan, 64), "channel-median")
+    np.testing.assert_array_equal(preprocess.model_pixels(scan, spec), expected)
+    np.testing.assert_array_equal(preprocess.to_input(scan, spec), expected.astype(np.float32) * np.float32(1 / 255))
+    assert preprocess.Preprocessing.from_dict(spec.to_dict()) == spec
+    assert preprocess.Preprocessing.from_dict({"input_size": 64}).normalise == "none", "older models: no normalisation"
+
+
 # --- read_image ---------------------------------------------------------------
 
 def test_read_image_16_bit_grayscale_png(tmp_path: Path) -> None:

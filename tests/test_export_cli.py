@@ -114,12 +114,25 @@ assert bundled.optimizer is None, "the bundled float model should carry no optim
 assert all(np.array_equal(a, b) for a, b in zip(bundled.get_weights(), best.get_weights()))
 """)
     assert check.returncode == 0, check.stderr
-    assert sorted(p.name for p in dest.iterdir()) == ["saunet_float.keras", "saunet_int8.tflite"]
+    assert sorted(p.name for p in dest.iterdir()) == ["saunet_float.json", "saunet_float.keras", "saunet_int8.tflite"]
+    assert json.loads((dest / "saunet_float.json").read_text())["preprocessing"] == \
+        json.loads((folder / "config.json").read_text())["preprocessing"]
 
     before = {p.name: p.read_bytes() for p in dest.iterdir()}
     bundled_128 = Path(__file__).resolve().parents[1] / "runtime" / "models" / "saunet_int8.tflite"
+    normalised = tmp_path / "normalised_int8.tflite"
+    relabel = run_python(f"""
+import saunet.quantize
+from saunet.quantize.tflite_metadata import embed
+from saunet.runtime.metadata import read_metadata
+metadata = read_metadata({str(int8)!r})
+metadata["preprocessing"]["normalise"] = "channel-median"
+open({str(normalised)!r}, "wb").write(embed(open({str(int8)!r}, "rb").read(), metadata))
+""")
+    assert relabel.returncode == 0, relabel.stderr
     for wrong, problem in ((float32, "is a float32 model; bundle an int8 export"),
                            (bundled_128, "px, but"),
+                           (normalised, "differently from the run: normalise channel-median"),
                            (tmp_path / "absent.tflite", "absent.tflite")):
         refused = cli("saunet.quantize.bundle", str(folder), str(wrong), "--dest", str(dest))
         assert refused.returncode == 1

@@ -175,3 +175,30 @@ def test_edgetpu_static_check_flags_channel_reductions(models: dict[str, Path]) 
     assert flagged == {"MEAN", "REDUCE_MAX"}  # ChannelPool reduces over channels (axis 3)
     first = report["ops_before_first_unsupported"]
     assert report["ops"][first]["op"] in flagged and all(o["supported"] for o in report["ops"][:first])
+
+
+def test_normalisation_travels_in_the_metadata_and_runs_on_the_device(real_slices: Path, tmp_path: Path) -> None:
+    """A model trained with channel-median gets the same normalised pixels from saunet-run as from training."""
+    from saunet.runtime.preprocess import model_pixels
+    from saunet.training.evaluate import keras_predictor
+
+    spec = Preprocessing(input_size=SIZE, normalise="channel-median")
+    rng = np.random.default_rng(0)
+    images, masks = synthetic_case(rng, 8, SIZE)
+    model = build_saunet("sa-unet", input_size=SIZE)
+    formats = [f for f in FORMATS if f.name in ("float32", "int8-ptq")]
+    exported = export_formats(model, formats, spec, {"preset": "sa-unet"}, images, (masks > 0).astype(np.uint8),
+                              calibration_count=8)
+    for name, flatbuffer in exported.items():
+        (tmp_path / f"{name}.tflite").write_bytes(flatbuffer)
+        assert read_metadata(tmp_path / f"{name}.tflite")["preprocessing"]["normalise"] == "channel-median"
+
+    scans = np.stack([read_image(p) for p in sorted(real_slices.glob("*[0-9].png"))[:3]])
+    scans[:, :, :, 1] //= 3  # a FLAIR stored at a third of the usual level
+    on_device = Segmenter(tmp_path / "float32.tflite", threads=1).predict_batch(scans)
+    np.testing.assert_allclose(on_device, keras_predictor(model, spec)(scans), atol=1e-4)
+    unnormalised = keras_predictor(model, Preprocessing(input_size=SIZE))(scans)
+    assert np.abs(on_device - unnormalised).max() > 1e-3, "the test should be able to tell the difference"
+
+    int8 = Segmenter(tmp_path / "int8-ptq.tflite", threads=1)
+    np.testing.assert_array_equal(int8.model_input(scans[0])[0].astype(int), model_pixels(scans[0], spec).astype(int) - 128)

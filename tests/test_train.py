@@ -46,8 +46,10 @@ def optimizer_state(model_file: Path) -> tuple[int, float]:
 
 def test_run_folder_has_every_artifact(dataset: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    result = saunet("train", "--data", str(dataset), "--out", str(run), "--epochs", "2", *TINY)
+    result = saunet("train", "--data", str(dataset), "--out", str(run), "--epochs", "2", "--normalise",
+                    "channel-median", *TINY)
     assert result.returncode == 0, result.stderr
+    assert json.loads((run / "config.json").read_text())["preprocessing"]["normalise"] == "channel-median"
     for name in ("config.json", "split.json", "state.json", "last.keras", "best.keras", "history.csv",
                  "curves.png", "samples.png"):
         assert (run / name).is_file(), name

@@ -9,7 +9,7 @@ import click
 
 import saunet.training  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from saunet.runtime.files import write_text
-from saunet.runtime.preprocess import InputError
+from saunet.runtime.preprocess import NORMALISATIONS, InputError
 from saunet.training.dataset import DataError
 from saunet.training.distribute import STRATEGIES
 from saunet.training.losses import LOSSES
@@ -61,11 +61,14 @@ def parse_split(text: str) -> tuple[float, float, float]:
 @click.option("--flip/--no-flip", default=True, help="augmentation: random left-right flip")
 @click.option("--grey", default=0.0, help="augmentation: probability of a grey slice (FLAIR in all three channels)")
 @click.option("--no-augment", is_flag=True, help="no augmentation at all")
+@click.option("--normalise", type=click.Choice(NORMALISATIONS), default="none",
+              help="intensity normalisation of each slice, kept in the exported models: channel-median scales each "
+                   "channel to one median brightness over the head (scans stored at different levels)")
 @click.option("--strategy", type=click.Choice(STRATEGIES), default="auto", help="tf.distribute strategy")
 @click.option("--skip-bad", is_flag=True, help="skip unreadable or unpaired files (and count them) instead of stopping")
 def train(data, out, resume, preset, input_size, base_filters, block_size, keep_prob, epochs, batch_size,
           learning_rate, schedule, loss, smooth, split_text, seed, rotation, shift, shear, zoom, flip, grey, no_augment,
-          strategy, skip_bad) -> None:
+          normalise, strategy, skip_bad) -> None:
     """Train SA-UNet on the LGG MRI slices, split by patient, into a resumable run folder."""
     from saunet.training.train import RunError, TrainConfig
     from saunet.training.train import train as run_training
@@ -75,7 +78,7 @@ def train(data, out, resume, preset, input_size, base_filters, block_size, keep_
         data=str(data), out=str(out), preset=preset, input_size=input_size, base_filters=base_filters,
         block_size=block_size, keep_prob=keep_prob, epochs=epochs, batch_size=batch_size,
         learning_rate=learning_rate, schedule=schedule, loss=loss, smooth=smooth, split=parse_split(split_text), seed=seed,
-        augmentation=augmentation, strategy=strategy, skip_bad=skip_bad,
+        augmentation=augmentation, strategy=strategy, skip_bad=skip_bad, normalise=normalise,
     )
     try:
         run_training(config, resume=resume)

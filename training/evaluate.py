@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from saunet.runtime.metrics import METRIC_NAMES, score_patients, summary_rows
-from saunet.runtime.preprocess import Preprocessing, resize_image, resize_probability
+from saunet.runtime.preprocess import Preprocessing, model_pixels, resize_probability
 from saunet.training.dataset import BadFiles, DataError, Volume, find_cases, load_cases
 
 #: uint8 scans (n, h, w, 3) -> tumour probabilities (n, h, w)
@@ -16,14 +16,12 @@ Predictor = Callable[[np.ndarray], np.ndarray]
 
 
 def keras_predictor(model, spec: Preprocessing, batch_size: int = 16) -> Predictor:
-    """Wraps a Keras model as saunet-run uses a TFLite one: the runtime's resizing and
-    scaling, predict, and the probabilities resized back to the scans' own size."""
+    """Wraps a Keras model as saunet-run uses a TFLite one: the runtime's resizing,
+    normalisation and scaling, predict, and the probabilities resized back to the scans' own size."""
     def predict(images: np.ndarray) -> np.ndarray:
         height, width = images.shape[1:3]
         resized = (height, width) != (spec.input_size, spec.input_size)
-        if resized:
-            images = np.stack([resize_image(image, spec.input_size) for image in images])
-        inputs = images.astype(np.float32) * np.float32(spec.scale)
+        inputs = np.stack([model_pixels(image, spec) for image in images]).astype(np.float32) * np.float32(spec.scale)
         probabilities = model.predict(inputs, batch_size=batch_size, verbose=0)[..., 0]
         if resized:
             probabilities = np.stack([resize_probability(p, height, width) for p in probabilities])
@@ -81,7 +79,7 @@ def format_table(scores: dict, title: str) -> str:
 
 
 def load_keras_model(path: Path):
-    """(model, run folder, preprocessing) for a run folder or a .keras file in one."""
+    """(model, run folder, preprocessing) for a run folder, a .keras file in one, or a bundled .keras file."""
     from saunet.training.keras import keras
     from saunet.training.train import custom_objects
 
@@ -93,8 +91,9 @@ def load_keras_model(path: Path):
         model = keras.models.load_model(model_file, custom_objects=custom_objects(), compile=False)
     except Exception as error:  # Keras raises many types for a bad file
         raise DataError(f"{model_file}: not a loadable Keras model ({type(error).__name__})") from None
-    config = run / "config.json"
-    spec = Preprocessing.from_dict(json.loads(config.read_text()).get("preprocessing", {})) if config.is_file() \
+    # A run keeps the preprocessing in config.json; a bundled model in <name>.json beside it.
+    config = next((f for f in (run / "config.json", model_file.with_suffix(".json")) if f.is_file()), None)
+    spec = Preprocessing.from_dict(json.loads(config.read_text()).get("preprocessing", {})) if config \
         else Preprocessing(input_size=model.input_shape[1])
     return model, run, spec
 

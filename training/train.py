@@ -28,7 +28,7 @@ import tensorflow as tf
 from saunet.runtime import __version__
 from saunet.runtime.files import atomic_path, write_text
 from saunet.runtime.metrics import score_patients
-from saunet.runtime.preprocess import Preprocessing
+from saunet.runtime.preprocess import Preprocessing, normalise_intensity
 from saunet.training import distribute
 from saunet.training.dataset import BadFiles, Volume, find_cases, load_cases, split_cases, stack
 from saunet.training.evaluate import keras_predictor, predict_volumes
@@ -74,6 +74,7 @@ class TrainConfig:
     strategy: str = "auto"
     skip_bad: bool = False
     samples: int = 6
+    normalise: str = "none"
 
     def to_dict(self) -> dict:
         values = asdict(self)
@@ -251,7 +252,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     run = RunFolder(Path(config.out), distribute.is_chief())
     config, state = start_or_resume(config, resume, run)
     keras.utils.set_random_seed(config.seed + state["epoch"])
-    spec = Preprocessing(input_size=config.input_size)
+    spec = Preprocessing(input_size=config.input_size, normalise=config.normalise)
 
     bad = BadFiles(config.skip_bad)
     cases = find_cases(config.data, bad)
@@ -266,6 +267,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     train_volumes = load_cases([by_name[n] for n in split["train"]], config.input_size, bad)
     val_volumes = load_cases([by_name[n] for n in split["val"]], None, bad)
     images, masks = stack(train_volumes)
+    images = normalise_intensity(images, spec.normalise)
     print(
         f"data: {len(train_volumes)} training cases ({len(images)} slices), {len(val_volumes)} validation cases "
         f"({sum(len(v.images) for v in val_volumes)} slices), {len(split['test'])} test cases kept aside"
