@@ -5,8 +5,8 @@
 Writes runtime/models/saunet_int8.tflite (the int8 export, byte for byte),
 saunet_float.keras (the run's best.keras without its optimiser state, which only a resumed
 training needs and which triples the file) and saunet_float.json (its preprocessing, which a
-run keeps in config.json). Each is written then renamed, so a failure leaves the bundle as it
-was. The int8 file must be an integer export of the same preset and preprocessing as the run,
+run keeps in config.json). All three are written before any is renamed into place, so a
+failure leaves the bundle as it was. The int8 file must be an integer export of the same preset and preprocessing as the run,
 so the pair cannot come from two different models.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ import click
 import saunet.quantize  # noqa: F401  (Keras 2 before TensorFlow)
 from saunet.quantize.formats import BY_NAME
 from saunet.runtime.cli import BUNDLED_MODEL
-from saunet.runtime.files import atomic_path, write_text
+from saunet.runtime.files import atomic_path
 from saunet.runtime.metadata import ModelError, read_metadata
 from saunet.runtime.preprocess import Preprocessing
 
@@ -48,11 +48,12 @@ def bundle(run: Path, int8: Path, dest: Path) -> dict[str, Path]:
     if differences:
         raise ModelError(int8, "preprocesses scans differently from the run: " + ", ".join(differences))
     targets = {"int8": dest / BUNDLED_MODEL.name, "float": dest / FLOAT_NAME, "float preprocessing": dest / FLOAT_SPEC_NAME}
-    with atomic_path(targets["float"]) as partial:
-        model.save(partial)  # loaded uncompiled: no optimiser state to save
-    write_text(targets["float preprocessing"], json.dumps({"preprocessing": spec.to_dict()}, indent=2) + "\n")
-    with atomic_path(targets["int8"]) as partial:
-        shutil.copyfile(int8, partial)
+    # All three are written before any is renamed into place: a failure changes none of them.
+    with atomic_path(targets["int8"]) as int8_partial, atomic_path(targets["float"]) as float_partial, \
+            atomic_path(targets["float preprocessing"]) as spec_partial:
+        model.save(float_partial)  # loaded uncompiled: no optimiser state to save
+        spec_partial.write_text(json.dumps({"preprocessing": spec.to_dict()}, indent=2) + "\n")
+        shutil.copyfile(int8, int8_partial)
     return targets
 
 

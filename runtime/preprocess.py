@@ -21,13 +21,20 @@ NORMALISATIONS = ("none", "channel-median")
 #: A pixel brighter than this in any channel is inside the head (the data set's background is near 0).
 HEAD_LEVEL = 10
 #: channel-median maps each channel's median over the head to this: about the data set's
-#: typical level (the median over the training volumes' FLAIR channels is 49).
+#: typical level (the median over the training and validation volumes' FLAIR channels is 49;
+#: benchmarks/intensity_levels.py).
 TARGET_MEDIAN = 50.0
 #: channel-median brightens or darkens a channel by at most this factor, so an all but empty
 #: channel is not blown up into noise.
 MAX_GAIN = 4.0
 #: Slices with fewer head pixels (the top of the skull) are left as they are.
 MIN_HEAD_PIXELS = 64
+
+
+def check_normalisation(method: str) -> None:
+    """Refuses a normalisation this version does not know (say, in a newer saunet's model)."""
+    if method not in NORMALISATIONS:
+        raise ValueError(f"unknown intensity normalisation {method!r}; known: {', '.join(NORMALISATIONS)}")
 
 
 class InputError(ValueError):
@@ -59,8 +66,7 @@ class Preprocessing:
     normalise: str = "none"
 
     def __post_init__(self) -> None:
-        if self.normalise not in NORMALISATIONS:
-            raise ValueError(f"unknown intensity normalisation {self.normalise!r}; known: {', '.join(NORMALISATIONS)}")
+        check_normalisation(self.normalise)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "channels": list(self.channels)}
@@ -165,6 +171,11 @@ def resize_probability(prob: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.asarray(Image.fromarray(prob.astype(np.float32), mode="F").resize((width, height), Image.BILINEAR))
 
 
+def head_mask(pixels: np.ndarray) -> np.ndarray:
+    """The pixels inside the head: brighter than HEAD_LEVEL in any channel (... x H x W x 3 -> ... x H x W)."""
+    return pixels.max(axis=-1) > HEAD_LEVEL
+
+
 def normalise_intensity(pixels: np.ndarray, method: str) -> np.ndarray:
     """Normalises one HxWx3 uint8 scan, or an NxHxWx3 batch slice by slice; uint8 in and out.
 
@@ -175,13 +186,12 @@ def normalise_intensity(pixels: np.ndarray, method: str) -> np.ndarray:
     saunet-run is given single slices. The result stays 8-bit, so the int8 model's input
     remains exact.
     """
+    check_normalisation(method)
     if method == "none":
         return pixels
-    if method not in NORMALISATIONS:
-        raise ValueError(f"unknown intensity normalisation {method!r}; known: {', '.join(NORMALISATIONS)}")
     if pixels.ndim == 4:
         return np.stack([normalise_intensity(p, method) for p in pixels]) if len(pixels) else pixels
-    head = pixels.max(axis=2) > HEAD_LEVEL
+    head = head_mask(pixels)
     if head.sum() < MIN_HEAD_PIXELS:
         return pixels
     medians = np.median(pixels[head], axis=0).astype(np.float32)

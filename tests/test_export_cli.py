@@ -111,9 +111,13 @@ from saunet.training.train import custom_objects
 bundled = keras.models.load_model({str(dest / 'saunet_float.keras')!r}, custom_objects=custom_objects())
 best, _, _ = load_keras_model(Path({str(folder)!r}))
 assert bundled.optimizer is None, "the bundled float model should carry no optimiser state"
+(Path({str(dest)!r}) / "saunet_float.json").write_text('{{"preprocessing": {{"input_size": 32, "normalise": "channel-median"}}}}')
+_, _, spec = load_keras_model(Path({str(dest / 'saunet_float.keras')!r}))
+assert spec.normalise == "channel-median", "the bundled float model's preprocessing comes from the file beside it"
 assert all(np.array_equal(a, b) for a, b in zip(bundled.get_weights(), best.get_weights()))
 """)
     assert check.returncode == 0, check.stderr
+    assert cli("saunet.quantize.bundle", str(folder), str(int8), "--dest", str(dest)).returncode == 0
     assert sorted(p.name for p in dest.iterdir()) == ["saunet_float.json", "saunet_float.keras", "saunet_int8.tflite"]
     assert json.loads((dest / "saunet_float.json").read_text())["preprocessing"] == \
         json.loads((folder / "config.json").read_text())["preprocessing"]

@@ -202,3 +202,20 @@ def test_normalisation_travels_in_the_metadata_and_runs_on_the_device(real_slice
 
     int8 = Segmenter(tmp_path / "int8-ptq.tflite", threads=1)
     np.testing.assert_array_equal(int8.model_input(scans[0])[0].astype(int), model_pixels(scans[0], spec).astype(int) - 128)
+
+
+def test_a_model_with_unknown_preprocessing_is_a_one_line_error(models: dict[str, Path], real_slices: Path,
+                                                                tmp_path: Path) -> None:
+    """A model from a newer saunet (a normalisation this version lacks) is refused, not run without it."""
+    from saunet.quantize.tflite_metadata import embed
+
+    metadata = read_metadata(models["int8"])
+    metadata["preprocessing"]["normalise"] = "per-volume-zscore"
+    newer = tmp_path / "newer.tflite"
+    newer.write_bytes(embed(models["int8"].read_bytes(), metadata))
+    result = subprocess.run([sys.executable, "-m", "saunet.runtime", str(real_slices), "--model", str(newer),
+                             "--out", str(tmp_path / "out")], capture_output=True, text=True)
+    assert result.returncode != 0
+    (line,) = result.stderr.strip().splitlines()[-1:]
+    assert line.startswith("error: ") and str(newer) in line and "'per-volume-zscore'" in line, line
+    assert not (tmp_path / "out").exists()
