@@ -131,7 +131,7 @@ def build_report(rows, peaks, masks: dict, gop: float, peak_gop: float, threads:
     by_name = {s["name"]: s for s in summaries}
     report = {
         "date": date.today().isoformat(), "machine": machine.describe(), "machine_slug": machine.slug(),
-        "saunet": __version__, "run": str(run), "gop": gop, "threads": threads, "patients": patients,
+        "saunet": __version__, "run": run.name, "gop": gop, "threads": threads, "patients": patients,
         "slices": slices,
         "settings": {"warmup": settings.warmup, "runs": settings.runs, "quick": settings.patients is not None},
         "peak_gops": peak_gops, "rows": summaries, "goals": goals(by_name, peak_gops, threads),
@@ -147,7 +147,7 @@ def write_report(report: dict, folder: Path) -> list[Path]:
     The run's name is in the file name so that two runs benchmarked on one day keep both reports.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    stem = folder / f"{report['date']}-{report['machine_slug']}-{Path(report['run']).name}"
+    stem = folder / f"{report['date']}-{report['machine_slug']}-{report['run']}"
     md, js = stem.with_suffix(".md"), stem.with_suffix(".json")
     write_text(md, report["markdown"])
     write_text(js, json.dumps({k: v for k, v in report.items() if k != "markdown"}, indent=2, default=str) + "\n")

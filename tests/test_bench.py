@@ -45,6 +45,8 @@ def test_quick_bench_writes_every_report_file(quick_report) -> None:
     (md,) = [n for n in stems if n.endswith(".md")]
     stem = md[: -len(".md")]
     assert stem.endswith(f"-{run.name}"), "the report should be named for the run it measured"
+    report = json.loads((reports / f"{stem}.json").read_text())
+    assert report["run"] == run.name, "the report should name the run, not this machine's path to it"
     assert {f"{stem}.json", f"{stem}-latency.png", f"{stem}-dice.png"} <= stems
     assert "| tflite int8 | ok |" in result.stdout and "QUICK RUN" in result.stdout
     for fmt in FORMATS:
