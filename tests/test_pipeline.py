@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from saunet.runtime.preprocess import Preprocessing, resize_image, to_input
 from saunet.training.dataset import find_cases, load_cases, stack
-from saunet.training.pipeline import Augmentation, augment, make_dataset
+from saunet.training.pipeline import Augmentation, augment, make_dataset, sample_tumour_slices
 
 STRONG = Augmentation(rotation=30, shift=0.2, shear=10, zoom=0.2, flip=True)
 NONE = Augmentation(rotation=0, shift=0, shear=0, zoom=0, flip=False)
@@ -71,6 +71,39 @@ def test_batches_and_shuffle_keep_image_and_mask_together() -> None:
     ids = np.rint(got_images[:, 0, 0, 0] * 255 / 20).astype(int)
     assert sorted(ids) == list(range(n))
     assert [int(m.sum()) for m in got_masks] == list(ids)
+
+
+def numbered_slices(n: int, tumour: int, size: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """Slice k's pixels all equal k; the first `tumour` slices have one mask pixel, the rest none."""
+    images = np.repeat(np.arange(n, dtype=np.uint8), size * size * 3).reshape(n, size, size, 3)
+    masks = np.zeros((n, size, size), np.uint8)
+    masks[:tumour, 0, 0] = 1
+    return images, masks
+
+
+def test_tumour_share_sets_the_share_of_tumour_slices_and_keeps_epoch_length() -> None:
+    n, tumour = 200, 20
+    images, masks = numbered_slices(n, tumour)
+    data = make_dataset(images, masks, batch_size=16, spec=Preprocessing(input_size=4), shuffle=True, seed=3,
+                        tumour_share=0.5)
+    epochs = [collect(data) for _ in range(10)]
+    ids = [np.rint(x[:, 0, 0, 0] * 255).astype(int) for x, _ in epochs]
+    assert all(len(i) == n for i in ids), "an epoch should keep the data's number of slices"
+    for (_, got_masks), got_ids in zip(epochs, ids):
+        assert np.array_equal(got_masks[:, 0, 0, 0] == 1, got_ids < tumour), "image and mask came apart"
+    share = np.mean(np.concatenate(ids) < tumour)
+    assert 0.45 < share < 0.55, f"tumour slices drawn {share:.3f} of the time, asked 0.5 (data: 0.1)"
+    assert len(set(np.concatenate(ids)[np.concatenate(ids) < tumour])) == tumour, "every tumour slice should be drawn"
+    assert not np.array_equal(ids[0], ids[1]), "each epoch should draw anew"
+
+
+@pytest.mark.parametrize("share, tumour, message", [
+    (0.0, 5, "between 0 and 1"), (1.0, 5, "between 0 and 1"),
+    (0.5, 0, "no tumour slice"), (0.5, 10, "no empty slice")])
+def test_tumour_share_refuses_what_it_cannot_draw(share: float, tumour: int, message: str) -> None:
+    images, masks = numbered_slices(10, tumour)
+    with pytest.raises(ValueError, match=message):
+        sample_tumour_slices(images, masks, share, seed=0)
 
 
 def test_strong_augmentation_keeps_masks_binary_and_moves_image_and_mask_together() -> None:

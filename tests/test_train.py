@@ -47,9 +47,11 @@ def optimizer_state(model_file: Path) -> tuple[int, float]:
 def test_run_folder_has_every_artifact(dataset: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     result = saunet("train", "--data", str(dataset), "--out", str(run), "--epochs", "2", "--normalise",
-                    "channel-median", *TINY)
+                    "channel-median", "--tumour-share", "0.5", *TINY)
     assert result.returncode == 0, result.stderr
-    assert json.loads((run / "config.json").read_text())["preprocessing"]["normalise"] == "channel-median"
+    config = json.loads((run / "config.json").read_text())
+    assert config["preprocessing"]["normalise"] == "channel-median"
+    assert config["tumour_share"] == 0.5
     for name in ("config.json", "split.json", "state.json", "last.keras", "best.keras", "history.csv",
                  "curves.png", "samples.png"):
         assert (run / name).is_file(), name
@@ -76,7 +78,7 @@ def test_killed_run_resumes_after_last_finished_epoch(dataset: Path, tmp_path: P
     epochs = 12
     process = subprocess.Popen([sys.executable, "-m", "saunet.training", "train", "--data", str(dataset),
                                 "--out", str(run), "--epochs", str(epochs), "--lr", "1e-3", "--schedule", "cosine",
-                                *TINY],
+                                "--tumour-share", "0.5", *TINY],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state_file = run / "state.json"
     deadline = time.time() + 300
@@ -96,7 +98,7 @@ def test_killed_run_resumes_after_last_finished_epoch(dataset: Path, tmp_path: P
     epochs_logged = history_epochs(run)
     assert epochs_logged[-(epochs - finished):] == list(range(finished, epochs))
     assert json.loads(state_file.read_text())["epoch"] == epochs
-    steps_per_epoch = 4  # 4 training cases x 8 slices, batch 8
+    steps_per_epoch = 4  # 4 training cases x 8 slices, batch 8 (--tumour-share keeps an epoch's length)
     steps, rate = optimizer_state(run / "last.keras")
     assert steps == epochs * steps_per_epoch, "optimiser state was not restored"
     assert rate == pytest.approx(1e-5), "the cosine schedule should end at 1% of --lr"

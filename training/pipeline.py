@@ -101,6 +101,37 @@ def augment(images: tf.Tensor, masks: tf.Tensor, aug: Augmentation) -> tuple[tf.
             tf.ensure_shape(warp(masks, "NEAREST"), masks.shape))
 
 
+def sample_tumour_slices(images: np.ndarray, masks: np.ndarray, share: float, seed: int | None) -> tf.data.Dataset:
+    """An epoch of len(images) slices, each one with tumour with probability `share`.
+
+    About two slices in three of the data set show no tumour, so a model sees few tumour
+    pixels per batch. The data set author's training code (mateuszbuda/brain-segmentation-
+    pytorch) draws a patient's slices in proportion to their tumour area, with a tenth of the
+    weight spread evenly, so that most draws show tumour. The epoch keeps its length,
+    so a learning-rate schedule counted in steps is unchanged. Both pools are reshuffled and
+    drawn anew each epoch.
+
+    Raises:
+        ValueError: `share` outside (0, 1), or one of the two pools empty.
+    """
+    if not 0.0 < share < 1.0:
+        raise ValueError(f"tumour share {share}: give a fraction between 0 and 1 (exclusive)")
+    has_tumour = masks.reshape(len(masks), -1).any(axis=1)
+    if has_tumour.all() or not has_tumour.any():
+        kind = "empty" if has_tumour.all() else "tumour"
+        raise ValueError(f"tumour share {share}: the training slices include no {kind} slice to draw")
+
+    def pool(chosen: np.ndarray, offset: int) -> tf.data.Dataset:
+        part = tf.data.Dataset.from_tensor_slices((images[chosen], masks[chosen][..., None]))
+        return part.shuffle(int(chosen.sum()), seed=None if seed is None else seed + offset,
+                            reshuffle_each_iteration=True).repeat()
+
+    mixed = tf.data.Dataset.sample_from_datasets(
+        [pool(has_tumour, 1), pool(~has_tumour, 2)], weights=[share, 1.0 - share], seed=seed,
+        rerandomize_each_iteration=True)
+    return mixed.take(len(images))
+
+
 def make_dataset(
     images: np.ndarray,
     masks: np.ndarray,
@@ -109,15 +140,21 @@ def make_dataset(
     augmentation: Augmentation | None = None,
     shuffle: bool = False,
     seed: int | None = None,
+    tumour_share: float | None = None,
 ) -> tf.data.Dataset:
     """(uint8 images n x s x s x 3, 0/1 masks n x s x s) -> batches of (float image, float mask).
 
     Scaling is `runtime.preprocess.to_input`'s arithmetic (float32 times float32 scale).
+    With `tumour_share`, slices are drawn (shuffled) by `sample_tumour_slices` instead of
+    each being shown once.
     """
     scale = tf.constant(np.float32(spec.scale))
-    data = tf.data.Dataset.from_tensor_slices((images, masks[..., None]))
-    if shuffle:
-        data = data.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    if tumour_share is None:
+        data = tf.data.Dataset.from_tensor_slices((images, masks[..., None]))
+        if shuffle:
+            data = data.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    else:
+        data = sample_tumour_slices(images, masks, tumour_share, seed)
     data = data.batch(batch_size)
 
     def prepare(x, y):

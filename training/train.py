@@ -75,6 +75,7 @@ class TrainConfig:
     skip_bad: bool = False
     samples: int = 6
     normalise: str = "none"
+    tumour_share: float | None = None
 
     def to_dict(self) -> dict:
         values = asdict(self)
@@ -294,7 +295,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
                           loss=make_loss(config.loss, config.smooth), metrics=training_metrics())
 
     dataset = make_dataset(images, masks, config.batch_size, spec, config.augmentation, shuffle=True,
-                           seed=config.seed + state["epoch"])
+                           seed=config.seed + state["epoch"], tumour_share=config.tumour_share)
     callbacks = [
         PatientValidation(run, val_volumes, spec, state, config.samples, config.batch_size),
         keras.callbacks.CSVLogger(str(run.file("history.csv")), append=bool(state["epoch"])),
