@@ -71,7 +71,7 @@ def main(run: Path, int8: Path, dest: Path) -> None:
         sys.exit(1)
     for name, path in written.items():
         click.echo(f"{name}: {path} ({path.stat().st_size / 1e6:.2f} MB)")
-    click.echo(f"now update {dest / 'MODEL_CARD.md'} (python -m saunet.benchmarks.card_tables) and the figure "
+    click.echo(f"now write {dest / 'MODEL_CARD.md'} (python -m saunet.benchmarks.model_card) and the figure "
                "(python -m saunet.benchmarks.model_figure)")
 
 

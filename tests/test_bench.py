@@ -107,3 +107,49 @@ def test_model_card_tables_come_from_the_report(quick_report) -> None:
     assert f"| per-patient 3D Dice, mean | {rows['keras float32 (TF CPU)']['dice_3d_mean']:.3f} | {dice:.3f} |" in text
     for patient in report["patients"]:
         assert f"| {patient} |" in text
+
+
+def test_model_card_is_written_from_the_run_record_report_and_bundle(quick_report, tmp_path: Path) -> None:
+    from saunet.benchmarks.model_card import training_command
+    from saunet.training.cli import train
+
+    _, run, reports = quick_report
+    data = run.parent / "data" / "kaggle_3m"
+    evaluated = saunet("saunet.training", "eval", "--data", str(data), "--model", str(run), "--split", "val",
+                       "--json", str(run / "val-scores.json"))
+    assert evaluated.returncode == 0, evaluated.stderr
+    models = tmp_path / "models"
+    bundled = saunet("saunet.quantize.bundle", str(run), str(run / "export" / "saunet_int8_ptq.tflite"),
+                     "--dest", str(models))
+    assert bundled.returncode == 0, bundled.stderr
+    notes = tmp_path / "notes.md"
+    notes.write_text("Where it falls short: everywhere (a one-epoch test run).\n")
+    report_file = next(reports.glob("*.json"))
+    result = saunet("saunet.benchmarks.model_card", "--record", str(run), "--bench", str(report_file),
+                    "--notes", str(notes), "--models", str(models))
+    assert result.returncode == 0, result.stderr
+    card = (models / "MODEL_CARD.md").read_text()
+
+    lcc = rows_of(reports)["tflite int8-ptq"]["scores"]["dice_3d_lcc"]["mean"]
+    assert f"int8 model. {'Met' if lcc >= 0.85 else 'Missed'}: {lcc:.3f}**" in card, "goal line from the report"
+    assert "Bundled: the **int8 PTQ** file." in card and "| int8 PTQ (bundled) |" in card, "the bundled file's kind"
+    assert "Where it falls short: everywhere" in card
+    assert "| int8 | " in card and "| gate |" in card, "the validation parity table"
+    val = json.loads((run / "val-scores.json").read_text())
+    assert f"| per-patient 3D Dice, mean | {val['dice_3d']['mean']:.3f} |" in card
+
+    config = json.loads((run / "config.json").read_text())
+    command = training_command(config).replace("\\\n", " ").split()
+    assert command[0] == "saunet-train"
+    parsed = train.make_context("saunet-train", command[1:]).params
+    assert (parsed["input_size"], parsed["epochs"], parsed["batch_size"], parsed["split_text"], parsed["seed"]) == \
+        (32, 1, 8, "0.6/0.2/0.2", 0), "the card's command should make the run's config again"
+    assert " ".join(command) in " ".join(card.replace("\\\n", " ").split())
+
+    other = json.loads(report_file.read_text())
+    other["run"] = "another-run"
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    refused = saunet("saunet.benchmarks.model_card", "--record", str(run), "--bench", str(tmp_path / "other.json"),
+                     "--notes", str(notes), "--models", str(models), "--out", str(tmp_path / "card.md"))
+    assert refused.returncode == 1 and not (tmp_path / "card.md").exists()
+    assert refused.stderr.strip().splitlines()[-1].startswith("error: not one run: ")

@@ -1,0 +1,257 @@
+"""Writes the bundled model's card from the records behind it, so that no figure in it is typed by hand.
+
+    python -m saunet.benchmarks.model_card --record checkpoints/RUN \
+        --bench benchmarks/reports/<date>-<machine>-RUN.json --notes NOTES.md
+
+Where each part comes from:
+- the bundled files (`--models`): sizes, parameter count, which int8 export it is;
+- the run's record (`--record`): config.json (the training command, rebuilt from it),
+  split.json, state.json, history.csv, val-scores.json (`saunet-eval --split val --json`) and
+  export/*_parity.{json,md} (`saunet-export`'s parity on the validation patients, the report
+  that covers the bundled int8 format);
+- the saunet-bench report on the test patients (`--bench`): the result tables and the goal;
+- NOTES.md: what only a person can write (why this run, where the model falls short, what
+  to try next), placed under the goal. Check its figures against the tables.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from saunet.benchmarks.card_tables import tables
+from saunet.runtime.files import write_text
+from saunet.runtime.metadata import ModelError, read_metadata
+from saunet.runtime.metrics import summary_rows
+from saunet.runtime.preprocess import Preprocessing
+
+MODELS = Path(__file__).resolve().parents[1] / "runtime" / "models"
+FLOAT_ROW = "keras float32 (TF CPU)"
+INT8_FORMATS = ("int8", "int8-ptq")
+LABELS = {"int8": "int8 QAT", "int8-ptq": "int8 PTQ"}
+#: The issue's goal: mean per-patient 3D Dice, largest component kept, int8 model, test patients.
+GOAL = 0.85
+RECORD_FILES = ("config.json", "split.json", "state.json", "history.csv", "val-scores.json")
+PRESET_TEXT = {
+    "seed": "the architecture of suniash/brain_mri_segmentation (the notebook this project grew from), "
+            "spatial attention on the last pooled map, transposed-convolution decoder",
+    "sa-unet": "Guo et al. 2020's layout: Conv-attention-Conv bottleneck, transposed-convolution decoder",
+}
+
+
+class CardError(ValueError):
+    """A missing or unusable input of the card (one line)."""
+
+
+def training_command(config: dict) -> str:
+    """The saunet-train command that makes this config: --data, --out and every non-default option."""
+    from saunet.training.cli import train
+
+    augmentation = config.get("augmentation")
+    values = {**config, **(augmentation or {}), "no_augment": augmentation is None,
+              "split_text": "/".join(f"{x:g}" for x in config["split"])}
+    parts = ["saunet-train --data data/kaggle_3m", f"--out runs/{Path(config['out']).name}"]
+    for param in train.params:
+        if param.name in ("data", "out", "resume") or param.name not in values:
+            continue
+        value = values[param.name]
+        if param.is_flag:
+            if bool(value) != (param.default is True):  # an unset flag (click: a sentinel) is off
+                parts.append(param.opts[0] if value or not param.secondary_opts else param.secondary_opts[0])
+        elif value != param.default or param.name == "seed":  # the seed is written down even at its default
+            parts.append(f"{param.opts[0]} {value:g}" if isinstance(value, float) else f"{param.opts[0]} {value}")
+    return " \\\n        ".join(" ".join(parts[i:i + 5]) for i in range(0, len(parts), 5))
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise CardError(f"{path}: not JSON ({error})") from None
+
+
+def read_record(record: Path) -> dict:
+    missing = [name for name in RECORD_FILES if not (record / name).is_file()]
+    if missing:
+        raise CardError(f"{record}: missing {', '.join(missing)} (a run's record: see this module's docstring)")
+    loaded = {name: read_json(record / name) for name in RECORD_FILES if name.endswith(".json")}
+    with (record / "history.csv").open(newline="") as handle:
+        loaded["history.csv"] = list(csv.DictReader(handle))
+    loaded["parity"] = [(path, read_json(path)) for path in sorted((record / "export").glob("*_parity.json"))]
+    return loaded
+
+
+def parity_of(record: dict, fmt: str) -> tuple[dict, str]:
+    """The validation parity report (JSON and Markdown) that covers `fmt`."""
+    for path, report in record["parity"]:
+        if fmt in report.get("exports", {}):
+            return report, path.with_suffix(".md").read_text()
+    raise CardError(f"the run's record has no export/*_parity.json covering {fmt} (saunet-export writes it)")
+
+
+def bundled(models: Path) -> dict:
+    """Sizes, metadata and parameter count of the bundled pair."""
+    from saunet.training.evaluate import load_keras_model
+
+    int8, keras_file = models / "saunet_int8.tflite", models / "saunet_float.keras"
+    metadata = read_metadata(int8)
+    if metadata.get("format") not in INT8_FORMATS:
+        raise CardError(f"{int8}: is a {metadata.get('format') or 'non-saunet'} model, not an int8 export")
+    model, _, _ = load_keras_model(keras_file)
+    return {"metadata": metadata, "int8_mb": int8.stat().st_size / 1e6, "float_mb": keras_file.stat().st_size / 1e6,
+            "parameters": model.count_params()}
+
+
+def validation_table(val: dict) -> str:
+    rows = summary_rows(val, lambda v: "n/a" if v is None else f"{v:.3f}")
+    return "\n".join(["| validation patients, best checkpoint (float) | |", "|---|---|",
+                      *(f"| {label} | {value} |" for label, value in rows)])
+
+
+def card(record: dict, bench: dict, bench_name: str, models: dict, notes: str) -> str:
+    config, split, state = record["config.json"], record["split.json"], record["state.json"]
+    val = record["val-scores.json"]
+    chosen = models["metadata"]["format"]
+    parity, parity_md = parity_of(record, chosen)
+    other = next(f for f in INT8_FORMATS if f != chosen)
+    run = Path(config["out"]).name
+    sources = {"the bundled model": models["metadata"].get("source"), "the record": run,
+               "the bench report": Path(bench["run"]).name}  # reports before 2026-11-24 hold a path
+    if len(set(sources.values())) > 1:
+        raise CardError("not one run: " + ", ".join(f"{k} is {v}'s" for k, v in sources.items()))
+    rows = {r["name"]: r for r in bench["rows"]}
+    names = [FLOAT_ROW, f"tflite {chosen}"] + ([f"tflite {other}"] if rows.get(f"tflite {other}", {}).get("scores") else [])
+    missing = [n for n in names[:2] if not rows.get(n, {}).get("scores")]
+    if missing:
+        raise CardError(f"{bench_name}: no test scores for {', '.join(missing)}")
+    shown = {FLOAT_ROW: "float (Keras)", f"tflite {chosen}": f"{LABELS[chosen]} (bundled)",
+             f"tflite {other}": f"{LABELS[other]} (not shipped)"}
+    test_tables = tables(bench, tuple(names))
+    for name, label in shown.items():
+        test_tables = test_tables.replace(name, label)
+    float_scores, int8_scores = rows[FLOAT_ROW]["scores"], rows[f"tflite {chosen}"]["scores"]
+    lcc = int8_scores["dice_3d_lcc"]["mean"]
+    spec = Preprocessing.from_dict(config["preprocessing"])
+    arch = config["architecture"]
+    size = spec.input_size
+    val_epochs = ", ".join(f"{float(h['val_dice_3d']):.3f}" for h in record["history.csv"])
+    normalise = ("none: the channels as stored" if spec.normalise == "none" else
+                 f"`{spec.normalise}` (`saunet.runtime.preprocess`), applied after resizing")
+    parity_body = parity_md.split("\n", 2)[2].strip()
+    float32_mb = parity["sizes_bytes"].get("float32", 0) / 1e6
+    test_change = "; ".join(
+        f"{shown[n]}: {rows[n]['dice_change']:+.3f} (mask agreement {100 * rows[n]['agreement']:.2f}%)"
+        for n in names[1:] if rows[n].get("dice_change") is not None)
+    return f"""# Model card: saunet's bundled SA-UNet (int8 and float)
+
+**Not a medical device.** For research on FLAIR abnormality in lower-grade glioma MRI only.
+It has not been validated for any clinical use.
+
+Written by `python -m saunet.benchmarks.model_card` from the run's record
+(`checkpoints/{run}`), the test report (`benchmarks/reports/{bench_name}`) and the
+bundled files.
+
+## Files
+
+| file | what | size |
+|---|---|---|
+| `saunet_int8.tflite` | fully-int8 TFLite (int8 input and output, batch 1), {models['metadata'].get('quantization', chosen)}; its metadata holds the preprocessing below. The default model of `saunet-run`. | {models['int8_mb']:.2f} MB |
+| `saunet_float.keras` | the float Keras model it was made from (no optimiser state) | {models['float_mb']:.1f} MB |
+| `saunet_float.json` | the float model's preprocessing | |
+
+## Model
+- SA-UNet (after Guo et al. 2020, "SA-UNet: Spatial Attention U-Net for Retinal Vessel
+  Segmentation"), `{config['preset']}` preset: {PRESET_TEXT.get(config['preset'], config['preset'])}.
+- Encoder {'-'.join(str(f) for f in arch['filters'])}; DropBlock block {arch['block_size']}, keep {arch['keep_prob']} (training only).
+- {models['parameters']:,} parameters; {bench['gop']:.2f} GOP a slice.
+- Input: the slice resized (bilinear) to **{size}x{size}**; channels {', '.join(spec.channels)};
+  intensity normalisation {normalise}; scaled by {spec.scale:.6g}.
+- Output: tumour probability, resized back to the scan's size, thresholded at {spec.threshold}.
+
+## Data
+- LGG-MRI-Segmentation (Buda et al. 2019; TCGA-LGG images from TCIA), the `kaggle_3m` layout.
+- Split by patient (`saunet.training.dataset.split_cases`), fractions
+  {'/'.join(f'{x:g}' for x in split['fractions'])}, seed {split['seed']}: {len(split['train'])} training patients,
+  {len(split['val'])} validation ({sum(p['slices'] for p in val['per_patient'])} slices), {len(split['test'])} test ({bench['slices']} slices).
+- The test patients, read only for the results below: {', '.join(split['test'])}.
+
+## Training
+    {training_command(config)}
+
+Best validation mean per-patient 3D Dice at epoch {state['best_epoch']} of {state['epoch']}
+({state['best_score']:.3f}); that checkpoint is the float model. Validation Dice after each epoch:
+{val_epochs}.
+
+{validation_table(val)}
+
+## Export and the int8 file bundled
+`saunet-export` parity on the validation patients (the rule: bundle the int8 file whose masks
+agree best with the float model's among those within the tolerance):
+
+{parity_body}
+
+Bundled: the **{LABELS[chosen]}** file.
+
+## Results on the {len(bench['patients'])} test patients
+
+    saunet-bench --model runs/{run} --data data/kaggle_3m
+
+{bench['date']}, {bench['machine']}. Every metric by `saunet.runtime.metrics` on masks at the
+scans' own size; float through Keras, int8 through the device runtime, one slice at a time.
+
+{test_tables}
+
+Change against the float model on the test patients: {test_change}. The int8 file is
+{models['int8_mb']:.2f} MB{f", {100 * models['int8_mb'] / float32_mb:.0f}% of the float32 TFLite file" if float32_mb else ""}.
+
+**Goal: mean per-patient 3D Dice of at least {GOAL} with the largest component kept, for the
+int8 model. {"Met" if lcc >= GOAL else "Missed"}: {lcc:.3f}** (float model {float_scores['dice_3d_lcc']['mean']:.3f}).
+
+{notes.strip()}
+
+### Beside the published figures (different definitions; do not compare the numbers blindly)
+
+| source | metric | reported | this model (float / int8) |
+|---|---|---|---|
+| the seed notebook (suniash/brain_mri_segmentation) | soft Dice pooled over a batch of slices, smoothing 100, empty slices included; slice-level split, checkpoint chosen on its test set | 0.9047 | {float_scores['seed_soft_dice']:.3f} / {int8_scores['seed_soft_dice']:.3f} (pooled over all {bench['slices']} test slices) |
+| Buda et al. 2019 (the data set's author), Keras U-Net | per-patient 3D Dice, thresholded, largest component kept; 22-fold cross-validation over 110 patients | mean 0.836, median 0.873 | mean {float_scores['dice_3d_lcc']['mean']:.3f} / {lcc:.3f}, median {float_scores['dice_3d_lcc']['median']:.3f} / {int8_scores['dice_3d_lcc']['median']:.3f} |
+| mateuszbuda/brain-segmentation-pytorch | the same, 10 validation patients, model chosen on them | mean 0.91 | validation: {val['dice_3d_lcc']['mean']:.3f} (float) |
+
+## Limits
+- FLAIR abnormality in lower-grade glioma (WHO grade II-III) on the TCGA-LGG scans of five
+  institutions only; other tumours, sequences, scanners or preprocessing are out of scope.
+- Trained on {len(split['train'])} patients, scored on {len(split['test'])}: the test figures carry a wide uncertainty.
+- Scans are expected as in the Kaggle data: axial slices whose three channels are
+  pre-contrast, FLAIR and post-contrast, skull included.
+- Trained at {size}x{size}; masks are resized back to the scan's size, which blurs small tumours.
+- The masks are the data set's single annotation; no inter-reader study.
+- **Not a medical device**; not for diagnosis, treatment or any clinical decision.
+"""
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.option("--record", required=True, type=click.Path(path_type=Path), help="the run's record (or run folder)")
+@click.option("--bench", "bench_path", required=True, type=click.Path(path_type=Path),
+              help="saunet-bench's JSON report of the run on the test patients")
+@click.option("--notes", required=True, type=click.Path(path_type=Path), help="hand-written Markdown placed under the goal")
+@click.option("--models", type=click.Path(path_type=Path), default=MODELS, help="the bundled models' folder")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="[default: MODELS/MODEL_CARD.md]")
+def main(record: Path, bench_path: Path, notes: Path, models: Path, out: Path | None) -> None:
+    """Write MODEL_CARD.md for the bundled models from the run's record and its test report."""
+    try:
+        text = card(read_record(record), read_json(bench_path), bench_path.name, bundled(models), notes.read_text())
+        write_text(out or models / "MODEL_CARD.md", text)
+    except KeyError as error:
+        click.echo(f"error: {record} or {bench_path}: no {error} in it (made by another saunet version?)", err=True)
+        sys.exit(1)
+    except (CardError, ModelError, OSError, ValueError) as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(1)
+    click.echo(f"written: {out or models / 'MODEL_CARD.md'}")
+
+
+if __name__ == "__main__":
+    main()
