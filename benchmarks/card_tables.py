@@ -8,9 +8,10 @@ import argparse
 import json
 from pathlib import Path
 
+from saunet.benchmarks.report import REFERENCE_ROW
 from saunet.runtime.metrics import summary_rows
 
-DEFAULT_ROWS = ("keras float32 (TF CPU)", "tflite int8")
+DEFAULT_ROWS = (REFERENCE_ROW, "tflite int8")
 
 
 def tables(report: dict, names: tuple[str, ...]) -> str:

@@ -23,14 +23,15 @@ from pathlib import Path
 import click
 
 from saunet.benchmarks.card_tables import tables
+from saunet.benchmarks.report import REFERENCE_ROW
+from saunet.quantize.formats import FORMATS
 from saunet.runtime.files import write_text
 from saunet.runtime.metadata import ModelError, read_metadata
 from saunet.runtime.metrics import summary_rows
 from saunet.runtime.preprocess import Preprocessing
 
 MODELS = Path(__file__).resolve().parents[1] / "runtime" / "models"
-FLOAT_ROW = "keras float32 (TF CPU)"
-INT8_FORMATS = ("int8", "int8-ptq")
+INT8_FORMATS = tuple(f.name for f in FORMATS if f.integer_io)
 LABELS = {"int8": "int8 QAT", "int8-ptq": "int8 PTQ"}
 #: The issue's goal: mean per-patient 3D Dice, largest component kept, int8 model, test patients.
 GOAL = 0.85
@@ -123,16 +124,16 @@ def card(record: dict, bench: dict, bench_name: str, models: dict, notes: str) -
     if len(set(sources.values())) > 1:
         raise CardError("not one run: " + ", ".join(f"{k} is {v}'s" for k, v in sources.items()))
     rows = {r["name"]: r for r in bench["rows"]}
-    names = [FLOAT_ROW, f"tflite {chosen}"] + ([f"tflite {other}"] if rows.get(f"tflite {other}", {}).get("scores") else [])
+    names = [REFERENCE_ROW, f"tflite {chosen}"] + ([f"tflite {other}"] if rows.get(f"tflite {other}", {}).get("scores") else [])
     missing = [n for n in names[:2] if not rows.get(n, {}).get("scores")]
     if missing:
         raise CardError(f"{bench_name}: no test scores for {', '.join(missing)}")
-    shown = {FLOAT_ROW: "float (Keras)", f"tflite {chosen}": f"{LABELS[chosen]} (bundled)",
+    shown = {REFERENCE_ROW: "float (Keras)", f"tflite {chosen}": f"{LABELS[chosen]} (bundled)",
              f"tflite {other}": f"{LABELS[other]} (not shipped)"}
     test_tables = tables(bench, tuple(names))
     for name, label in shown.items():
         test_tables = test_tables.replace(name, label)
-    float_scores, int8_scores = rows[FLOAT_ROW]["scores"], rows[f"tflite {chosen}"]["scores"]
+    float_scores, int8_scores = rows[REFERENCE_ROW]["scores"], rows[f"tflite {chosen}"]["scores"]
     lcc = int8_scores["dice_3d_lcc"]["mean"]
     spec = Preprocessing.from_dict(config["preprocessing"])
     arch = config["architecture"]

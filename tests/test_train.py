@@ -65,6 +65,7 @@ def test_run_folder_has_every_artifact(dataset: Path, tmp_path: Path) -> None:
     state = json.loads((run / "state.json").read_text())
     assert state["epoch"] == 2 and 1 <= state["best_epoch"] <= 2
     assert "best validation per-patient 3D Dice" in result.stdout
+    assert "4 training cases (32 slices, 20 with tumour)" in result.stdout, "5 of each synthetic case's 8 slices"
 
     evaluated = saunet("eval", "--data", str(dataset), "--model", str(run), "--json", str(tmp_path / "s.json"))
     assert evaluated.returncode == 0, evaluated.stderr

@@ -116,7 +116,7 @@ def sample_tumour_slices(images: np.ndarray, masks: np.ndarray, share: float, se
     """
     if not 0.0 < share < 1.0:
         raise ValueError(f"tumour share {share}: give a fraction between 0 and 1 (exclusive)")
-    has_tumour = masks.reshape(len(masks), -1).any(axis=1)
+    has_tumour = masks.any(axis=(1, 2))
     if has_tumour.all() or not has_tumour.any():
         kind = "empty" if has_tumour.all() else "tumour"
         raise ValueError(f"tumour share {share}: the training slices include no {kind} slice to draw")

@@ -270,7 +270,8 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     images, masks = stack(train_volumes)
     images = normalise_intensity(images, spec.normalise)
     print(
-        f"data: {len(train_volumes)} training cases ({len(images)} slices), {len(val_volumes)} validation cases "
+        f"data: {len(train_volumes)} training cases ({len(images)} slices, {int(masks.any(axis=(1, 2)).sum())} with "
+        f"tumour), {len(val_volumes)} validation cases "
         f"({sum(len(v.images) for v in val_volumes)} slices), {len(split['test'])} test cases kept aside"
         + (f"; skipped {len(bad.problems)} bad file(s)" if bad.problems else ""),
         flush=True,
