@@ -24,6 +24,7 @@ import click
 
 from saunet.benchmarks.card_tables import tables
 from saunet.benchmarks.report import REFERENCE_ROW
+from saunet.quantize.choice import pick_int8
 from saunet.quantize.formats import FORMATS
 from saunet.runtime.files import write_text
 from saunet.runtime.metadata import ModelError, read_metadata
@@ -142,6 +143,12 @@ def card(record: dict, bench: dict, bench_name: str, models: dict, notes: str) -
     normalise = ("none: the channels as stored" if spec.normalise == "none" else
                  f"`{spec.normalise}` (`saunet.runtime.preprocess`), applied after resizing")
     parity_body = parity_md.split("\n", 2)[2].strip()
+    rule = pick_int8(record["parity"])
+    if rule is not None and rule.format == chosen:
+        bundled_line = f"Bundled: the **{LABELS[chosen]}** file, the rule's pick ({rule.reason()})."
+    else:
+        pick = f"the {LABELS[rule.format]} file" if rule else "none (no int8 file is within the tolerance)"
+        bundled_line = f"Bundled: the **{LABELS[chosen]}** file, named by hand; the rule picks {pick}."
     float32_mb = parity["sizes_bytes"].get("float32", 0) / 1e6
     test_change = "; ".join(
         f"{shown[n]}: {rows[n]['dice_change']:+.3f} (mask agreement {100 * rows[n]['agreement']:.2f}%)"
@@ -194,7 +201,7 @@ agree best with the float model's among those within the tolerance):
 
 {parity_body}
 
-Bundled: the **{LABELS[chosen]}** file.
+{bundled_line}
 
 ## Results on the {len(bench['patients'])} test patients
 

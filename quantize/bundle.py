@@ -1,8 +1,11 @@
 """Puts a run's chosen models into the package: the default model of saunet-run and its float original.
 
+    python -m saunet.quantize.bundle runs/RUN                     # the int8 export the rule picks
     python -m saunet.quantize.bundle runs/RUN runs/RUN/export/saunet_int8_ptq.tflite
 
-Writes runtime/models/saunet_int8.tflite (the int8 export, byte for byte),
+Without a file, the int8 export is picked from saunet-export's parity reports in RUN/export by
+the rule in `saunet.quantize.choice` (best mask agreement with the float model on the
+validation patients, within the tolerance). Writes runtime/models/saunet_int8.tflite (the int8 export, byte for byte),
 saunet_float.keras (the run's best.keras without its optimiser state, which only a resumed
 training needs and which triples the file) and saunet_float.json (its preprocessing, which a
 run keeps in config.json). All three are written before any is renamed into place, so a
@@ -19,6 +22,7 @@ from pathlib import Path
 import click
 
 import saunet.quantize  # noqa: F401  (Keras 2 before TensorFlow)
+from saunet.quantize.choice import pick_int8, read_reports
 from saunet.quantize.formats import BY_NAME
 from saunet.runtime.cli import BUNDLED_MODEL
 from saunet.runtime.files import atomic_path
@@ -57,15 +61,32 @@ def bundle(run: Path, int8: Path, dest: Path) -> dict[str, Path]:
     return targets
 
 
+def chosen_int8(run: Path) -> Path:
+    """The int8 export of `run` that the rule picks (see saunet.quantize.choice)."""
+    folder = run / "export"
+    choice = pick_int8(read_reports(folder))
+    if choice is None:
+        raise ValueError(f"{folder}: no int8 export within its parity tolerance (saunet-export --int8 --ptq "
+                         "writes them and *_parity.json); name the INT8 file to bundle one anyway")
+    if choice.path is None:
+        raise ValueError(f"{folder}: its parity report predates recorded file names; name the INT8 file "
+                         f"({choice.format} is the rule's pick)")
+    click.echo(f"chosen: {choice.path} ({choice.reason()})")
+    return choice.path
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.argument("run", type=click.Path(path_type=Path))
-@click.argument("int8", type=click.Path(path_type=Path))
+@click.argument("int8", type=click.Path(path_type=Path), required=False)
 @click.option("--dest", type=click.Path(path_type=Path), default=BUNDLED_MODEL.parent,
               help="where the bundled models live")
-def main(run: Path, int8: Path, dest: Path) -> None:
-    """Bundle RUN's best model (float) and INT8, an int8 export of it, as saunet-run's default."""
+def main(run: Path, int8: Path | None, dest: Path) -> None:
+    """Bundle RUN's best model (float) and INT8, an int8 export of it, as saunet-run's default.
+
+    Without INT8, the int8 export in RUN/export whose masks agree best with the float model's on
+    the validation patients, among those within the parity tolerance."""
     try:
-        written = bundle(run, int8, dest)
+        written = bundle(run, int8 or chosen_int8(run), dest)
     except (ModelError, ValueError, OSError) as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(1)

@@ -117,6 +117,7 @@ def export(source: Path, names: list[str], out: Path | None, data: Path | None, 
     segmenters = {name: Segmenter(paths[name]) for name in names}
     report = compare(val, float_predict, {n: s.predict_batch for n, s in segmenters.items()}, spec.threshold, tolerance)
     sizes = {name: len(b) for name, b in flatbuffers.items()}
+    report["files"] = {name: path.name for name, path in paths.items()}  # beside the report; the bundle's rule reads them
     stem = paths[names[0]].with_suffix("")
     json_path, md_path = write_report(report, sizes, stem)
     click.echo(markdown(report, sizes))

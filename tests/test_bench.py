@@ -111,6 +111,7 @@ def test_model_card_tables_come_from_the_report(quick_report) -> None:
 
 def test_model_card_is_written_from_the_run_record_report_and_bundle(quick_report, tmp_path: Path) -> None:
     from saunet.benchmarks.model_card import training_command
+    from saunet.quantize.choice import pick_int8, read_reports
     from saunet.training.cli import train
 
     _, run, reports = quick_report
@@ -132,7 +133,11 @@ def test_model_card_is_written_from_the_run_record_report_and_bundle(quick_repor
 
     lcc = rows_of(reports)["tflite int8-ptq"]["scores"]["dice_3d_lcc"]["mean"]
     assert f"int8 model. {'Met' if lcc >= 0.85 else 'Missed'}: {lcc:.3f}**" in card, "goal line from the report"
-    assert "Bundled: the **int8 PTQ** file." in card and "| int8 PTQ (bundled) |" in card, "the bundled file's kind"
+    assert "| int8 PTQ (bundled) |" in card, "the bundled file's kind"
+    rule = pick_int8(read_reports(run / "export"))
+    assert ("Bundled: the **int8 PTQ** file, the rule's pick (" in card) == (rule is not None and rule.format == "int8-ptq")
+    assert ("Bundled: the **int8 PTQ** file, named by hand; the rule picks " in card) != \
+        (rule is not None and rule.format == "int8-ptq"), "the card says whether the bundled file is the rule's pick"
     assert "Where it falls short: everywhere" in card
     assert "| int8 | " in card and "| gate |" in card, "the validation parity table"
     val = json.loads((run / "val-scores.json").read_text())

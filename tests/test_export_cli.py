@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -143,3 +144,56 @@ open({str(normalised)!r}, "wb").write(embed(open({str(int8)!r}, "rb").read(), me
         (line,) = refused.stderr.strip().splitlines()[-1:]
         assert line.startswith("error: ") and problem in line and str(wrong) in line, line
     assert {p.name: p.read_bytes() for p in dest.iterdir()} == before, "a refused bundle must change nothing"
+
+
+def parity(rows: dict[str, tuple[float, float, bool]], files: bool = True) -> dict:
+    """A parity report as saunet-export writes it: format -> (mask agreement, Dice change, passed)."""
+    report = {"exports": {name: {"mask_agreement": agreement, "dice_change": change, "passed": passed}
+                          for name, (agreement, change, passed) in rows.items()}}
+    return {**report, "files": {name: f"m_{name}.tflite" for name in rows}} if files else report
+
+
+def test_the_rule_bundles_the_int8_file_that_agrees_best_within_the_tolerance(tmp_path: Path) -> None:
+    from saunet.quantize.choice import pick_int8
+
+    report = tmp_path / "m_parity.json"
+    both = parity({"int8": (0.9990, +0.030, True), "int8-ptq": (0.9995, -0.002, True), "float32": (1.0, 0.0, True)})
+    choice = pick_int8([(report, both)])
+    assert (choice.format, choice.path, choice.candidates) == ("int8-ptq", tmp_path / "m_int8-ptq.tflite", 2), \
+        "agreement decides, not a Dice gain; float formats are never bundled"
+    failed = parity({"int8": (0.9990, +0.030, True), "int8-ptq": (0.9995, -0.020, False)})
+    assert pick_int8([(report, failed)]).format == "int8", "a file outside the tolerance is passed over"
+    assert pick_int8([(report, parity({"int8-ptq": (0.9995, -0.020, False)}))]) is None
+    other = tmp_path / "qat2" / "m_parity.json"
+    choice = pick_int8([(report, failed), (other, parity({"int8": (0.9993, 0.0, True)}))])
+    assert (choice.path, choice.candidates) == (tmp_path / "qat2" / "m_int8.tflite", 2), "the best of all reports"
+    assert pick_int8([(report, parity({"int8": (0.999, 0.0, True)}, files=False))]).path is None
+
+
+def test_bundle_without_a_file_takes_the_rules_pick(run: tuple[Path, Path], tmp_path: Path) -> None:
+    folder, _ = run
+    copy = tmp_path / "run"
+    shutil.copytree(folder, copy)
+    assert cli("saunet.quantize", str(copy), "--ptq", "--allow-drop").returncode == 0
+    report_file = copy / "export" / "saunet_int8_ptq_parity.json"
+    report = json.loads(report_file.read_text())
+    assert report["files"] == {"int8-ptq": "saunet_int8_ptq.tflite"}, "saunet-export records the file it scored"
+
+    report["exports"]["int8-ptq"]["passed"] = True
+    report_file.write_text(json.dumps(report))
+    result = cli("saunet.quantize.bundle", str(copy), "--dest", str(tmp_path / "models"))
+    assert result.returncode == 0, result.stderr
+    assert f"chosen: {copy / 'export' / 'saunet_int8_ptq.tflite'} (int8-ptq: mask agreement" in result.stdout
+    assert (tmp_path / "models" / "saunet_int8.tflite").read_bytes() == \
+        (copy / "export" / "saunet_int8_ptq.tflite").read_bytes()
+
+    report["exports"]["int8-ptq"]["passed"] = False
+    report_file.write_text(json.dumps(report))
+    for broken, problem in ((None, "no int8 export within its parity tolerance"), ("{", "not a readable parity report")):
+        if broken:
+            report_file.write_text(broken)
+        refused = cli("saunet.quantize.bundle", str(copy), "--dest", str(tmp_path / "none"))
+        assert refused.returncode == 1
+        (line,) = refused.stderr.strip().splitlines()[-1:]
+        assert line.startswith("error: ") and problem in line and str(copy / "export") in line, line
+        assert not (tmp_path / "none").exists(), "a refused bundle writes nothing"
