@@ -14,6 +14,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 ROOT = Path(__file__).resolve().parents[1]
 SLICES = ROOT / "examples" / "slices"
+#: Prepended to code run in a fresh interpreter: any import of TensorFlow or Keras fails, as on a Pi without them.
+BLOCK_TENSORFLOW = """
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("tensorflow", "tf_keras", "keras", "tensorflow_model_optimization"):
+            raise ImportError("blocked: " + name)
+sys.meta_path.insert(0, Block())
+"""
 
 
 def synthetic_case(rng: np.random.Generator, slices: int, size: int) -> tuple[np.ndarray, np.ndarray]:

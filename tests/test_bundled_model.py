@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,8 @@ from saunet.runtime import cli
 from saunet.runtime.metadata import read_metadata
 from saunet.runtime.metrics import dice, mask_agreement
 from saunet.runtime.preprocess import read_image, read_mask
+
+from conftest import BLOCK_TENSORFLOW, ROOT
 
 MODELS = Path(cli.__file__).parent / "models"
 INT8, FLOAT = MODELS / "saunet_int8.tflite", MODELS / "saunet_float.keras"
@@ -76,3 +80,38 @@ def test_missing_bundled_model_is_a_clear_error(real_slices: Path, tmp_path: Pat
     assert result.exit_code == 2
     assert "no model is bundled with this install yet; pass --model FILE.tflite" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_a_wheel_carries_the_models_and_its_saunet_run_needs_no_tensorflow(real_slices: Path, tmp_path: Path) -> None:
+    """The tests otherwise run on an editable install, which would hide models left out of the package."""
+    # Built from a copy without build/ or *.egg-info, whose stale file lists setuptools would reuse.
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "*.egg-info", "runs", "data", "checkpoints", "saunet-out", "__pycache__", ".*_cache"))
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp_path / "wheel"),
+                            str(source)], capture_output=True, text=True, timeout=600)
+    assert built.returncode == 0, built.stderr
+    (wheel,) = (tmp_path / "wheel").glob("saunet-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        metadata = archive.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+        entry_points = archive.read(next(n for n in names if n.endswith(".dist-info/entry_points.txt"))).decode()
+        archive.extractall(tmp_path / "site")
+    for name in ("saunet_int8.tflite", "saunet_float.keras", "saunet_float.json", "MODEL_CARD.md"):
+        assert f"saunet/runtime/models/{name}" in names, f"the wheel lacks {name}"
+    assert "saunet-run = saunet.runtime.cli:main" in entry_points
+    device = [line for line in metadata.splitlines() if line.startswith("Requires-Dist:") and "extra ==" not in line
+              or "extra == \"pi\"" in line]
+    assert device and not any("tensorflow" in line for line in device), "a Pi install would pull TensorFlow"
+
+    site, out = tmp_path / "site", tmp_path / "out"
+    result = subprocess.run([sys.executable, "-c", BLOCK_TENSORFLOW + f"""
+sys.path.insert(0, {str(site)!r})
+from saunet.runtime import cli
+assert cli.__file__.startswith({str(site)!r}), cli.__file__
+cli.main()
+""", str(real_slices), "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "results.json").read_text())
+    assert Path(report["model"]) == site / "saunet" / "runtime" / "models" / "saunet_int8.tflite"
+    assert len(report["results"]) == 9 and all(Path(item["mask"]).is_file() for item in report["results"])

@@ -5,16 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import run_python
-
-BLOCK_TENSORFLOW = """
-import importlib.abc, sys
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("tensorflow", "tf_keras", "keras", "tensorflow_model_optimization"):
-            raise ImportError("blocked: " + name)
-sys.meta_path.insert(0, Block())
-"""
+from conftest import BLOCK_TENSORFLOW, run_python
 
 
 def test_runtime_imports_without_tensorflow() -> None:
