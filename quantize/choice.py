@@ -54,10 +54,14 @@ def read_reports(folder: Path) -> list[tuple[Path, dict]]:
 
 def pick_int8(reports: list[tuple[Path, dict]]) -> Choice | None:
     """Applies the rule to saunet-export's parity reports; None when no int8 file passed."""
-    passed = [(row["mask_agreement"], name, row["dice_change"], path, report.get("files", {}).get(name))
-              for path, report in reports
-              for name, row in report.get("exports", {}).items()
-              if name in BY_NAME and BY_NAME[name].integer_io and row["passed"]]
+    passed = []
+    for path, report in reports:
+        try:
+            passed += [(row["mask_agreement"], name, row["dice_change"], path, report.get("files", {}).get(name))
+                       for name, row in report.get("exports", {}).items()
+                       if name in BY_NAME and BY_NAME[name].integer_io and row["passed"]]
+        except (AttributeError, KeyError, TypeError) as error:
+            raise ValueError(f"{path}: not a saunet-export parity report ({error!r})") from error
     if not passed:
         return None
     agreement, name, change, report_path, file = max(passed, key=lambda entry: entry[:2])

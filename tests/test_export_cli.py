@@ -189,7 +189,8 @@ def test_bundle_without_a_file_takes_the_rules_pick(run: tuple[Path, Path], tmp_
 
     report["exports"]["int8-ptq"]["passed"] = False
     report_file.write_text(json.dumps(report))
-    for broken, problem in ((None, "no int8 export within its parity tolerance"), ("{", "not a readable parity report")):
+    for broken, problem in ((None, "no int8 export within its parity tolerance"), ("{", "not a readable parity report"),
+                            ('{"exports": {"int8": {}}}', "not a saunet-export parity report")):
         if broken:
             report_file.write_text(broken)
         refused = cli("saunet.quantize.bundle", str(copy), "--dest", str(tmp_path / "none"))
