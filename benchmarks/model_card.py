@@ -145,7 +145,7 @@ def card(record: dict, bench: dict, bench_name: str, models: dict, notes: str) -
     parity_body = parity_md.split("\n", 2)[2].strip()
     rule = pick_int8(record["parity"])
     if rule is not None and rule.format == chosen:
-        bundled_line = f"Bundled: the **{LABELS[chosen]}** file, the rule's pick ({rule.reason()})."
+        bundled_line = f"Bundled: the **{LABELS[chosen]}** file, the rule's pick: {rule.reason()}."
     else:
         pick = f"the {LABELS[rule.format]} file" if rule else "none (no int8 file is within the tolerance)"
         bundled_line = f"Bundled: the **{LABELS[chosen]}** file, named by hand; the rule picks {pick}."

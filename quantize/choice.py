@@ -36,9 +36,9 @@ class Choice:
     candidates: int
 
     def reason(self) -> str:
-        return (f"{self.format}: mask agreement {100 * self.agreement:.3f}% with the float model, Dice change "
-                f"{self.dice_change:+.4f} on the validation patients (best agreement of {self.candidates} int8 "
-                "file(s) within the parity tolerance)")
+        return (f"mask agreement {100 * self.agreement:.3f}% with the float model and Dice change "
+                f"{self.dice_change:+.4f} on the validation patients, the best agreement of {self.candidates} int8 "
+                "file(s) within the parity tolerance")
 
 
 def read_reports(folder: Path) -> list[tuple[Path, dict]]:

@@ -135,7 +135,7 @@ def test_model_card_is_written_from_the_run_record_report_and_bundle(quick_repor
     assert f"int8 model. {'Met' if lcc >= 0.85 else 'Missed'}: {lcc:.3f}**" in card, "goal line from the report"
     assert "| int8 PTQ (bundled) |" in card, "the bundled file's kind"
     rule = pick_int8(read_reports(run / "export"))
-    assert ("Bundled: the **int8 PTQ** file, the rule's pick (" in card) == (rule is not None and rule.format == "int8-ptq")
+    assert ("Bundled: the **int8 PTQ** file, the rule's pick: mask agreement " in card) == (rule is not None and rule.format == "int8-ptq")
     assert ("Bundled: the **int8 PTQ** file, named by hand; the rule picks " in card) != \
         (rule is not None and rule.format == "int8-ptq"), "the card says whether the bundled file is the rule's pick"
     assert "Where it falls short: everywhere" in card

@@ -183,7 +183,7 @@ def test_bundle_without_a_file_takes_the_rules_pick(run: tuple[Path, Path], tmp_
     report_file.write_text(json.dumps(report))
     result = cli("saunet.quantize.bundle", str(copy), "--dest", str(tmp_path / "models"))
     assert result.returncode == 0, result.stderr
-    assert f"chosen: {copy / 'export' / 'saunet_int8_ptq.tflite'} (int8-ptq: mask agreement" in result.stdout
+    assert f"chosen: {copy / 'export' / 'saunet_int8_ptq.tflite'} (mask agreement" in result.stdout
     assert (tmp_path / "models" / "saunet_int8.tflite").read_bytes() == \
         (copy / "export" / "saunet_int8_ptq.tflite").read_bytes()
 
