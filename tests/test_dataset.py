@@ -273,6 +273,27 @@ def test_channel_median_makes_a_dim_channel_look_like_the_others(real_slices: Pa
     np.testing.assert_array_equal(normal[:, :, 0], dimmed[:, :, 0])
 
 
+def test_channel_median_equals_the_plain_formula_the_bundled_model_was_trained_with(real_slices: Path) -> None:
+    """The histogram median and lookup tables are speed-ups: the pixels must stay equal to the bit."""
+    def plain(pixels: np.ndarray) -> np.ndarray:
+        head = pixels.max(axis=-1) > preprocess.HEAD_LEVEL
+        if head.sum() < preprocess.MIN_HEAD_PIXELS:
+            return pixels
+        medians = np.median(pixels[head], axis=0).astype(np.float32)
+        gains = np.clip(np.float32(preprocess.TARGET_MEDIAN) / np.maximum(medians, 1),
+                        1 / preprocess.MAX_GAIN, preprocess.MAX_GAIN).astype(np.float32)
+        return np.clip(np.rint(pixels * gains), 0, 255).astype(np.uint8)
+
+    rng = np.random.default_rng(0)
+    scans = [read_image(p) for p in sorted(real_slices.glob("*[0-9].png"))]
+    scans += [(rng.integers(0, 256, (rng.integers(9, 60), rng.integers(9, 60), 3)) // rng.integers(1, 40)).astype(np.uint8)
+              for _ in range(300)]  # odd and even head counts, dim and bright channels, gains at both limits
+    for scan in scans:
+        np.testing.assert_array_equal(preprocess.normalise_intensity(scan, "channel-median"), plain(scan))
+    values = rng.integers(0, 256, 1001).astype(np.uint8)
+    assert preprocess.uint8_median(values) == np.median(values) and preprocess.uint8_median(values[:-1]) == np.median(values[:-1])
+
+
 def test_channel_median_limits_its_gain_and_leaves_near_empty_slices() -> None:
     scan = np.zeros((32, 32, 3), np.uint8)
     scan[4:28, 4:28] = (50, 2, 200)  # a near-empty middle channel, a bright last one
