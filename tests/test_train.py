@@ -72,6 +72,14 @@ def test_run_folder_has_every_artifact(dataset: Path, tmp_path: Path) -> None:
     scores = json.loads((tmp_path / "s.json").read_text())
     assert scores["split"] == "test" and [p["patient"] for p in scores["per_patient"]] == split["test"]
     assert "per-patient 3D Dice, mean" in evaluated.stdout
+    assert scores["threshold"] == 0.5, "the model's own threshold by default"
+
+    everything = saunet("eval", "--data", str(dataset), "--model", str(run), "--split", "all", "--threshold", "0",
+                        "--json", str(tmp_path / "t.json"))
+    assert everything.returncode == 0, everything.stderr
+    scores = json.loads((tmp_path / "t.json").read_text())
+    assert scores["threshold"] == 0.0 and "threshold 0.0" in everything.stdout
+    assert scores["empty_slice_fp_rate"]["rate"] == 1.0, "at threshold 0 every pixel of every slice is tumour"
 
 
 def test_killed_run_resumes_after_last_finished_epoch(dataset: Path, tmp_path: Path) -> None:

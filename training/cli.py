@@ -98,8 +98,10 @@ def train(data, out, resume, preset, input_size, base_filters, block_size, keep_
               help="a run folder (its best.keras) or a .keras file inside one")
 @click.option("--split", default="test", help="which patients of the run's split.json: train, val, test or all")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="also write the scores here")
+@click.option("--threshold", type=click.FloatRange(0, 1), default=None,
+              help="tumour probability threshold [default: the model's, from its config]")
 @click.option("--skip-bad", is_flag=True, help="skip unreadable or unpaired files instead of stopping")
-def evaluate(data, model_path, split, json_out, skip_bad) -> None:
+def evaluate(data, model_path, split, json_out, threshold, skip_bad) -> None:
     """Score a model on a split's patients: per-patient 3D Dice and the other named metrics."""
     from saunet.training import evaluate as ev
 
@@ -107,11 +109,12 @@ def evaluate(data, model_path, split, json_out, skip_bad) -> None:
         model, run, spec = ev.load_keras_model(model_path)
         names = None if split == "all" else ev.split_cases_of(run, split)
         volumes = ev.load_split(data, names, skip_bad)
-        scores = ev.score(volumes, ev.keras_predictor(model, spec), spec.threshold)
+        threshold = spec.threshold if threshold is None else threshold
+        scores = ev.score(volumes, ev.keras_predictor(model, spec), threshold)
     except FAILURES as error:
         fail(str(error))
     scores = {"model": str(model_path), "split": split, "cases": len(volumes), **scores}
-    click.echo(ev.format_table(scores, f"{model_path} on {len(volumes)} {split} case(s), threshold {spec.threshold}"))
+    click.echo(ev.format_table(scores, f"{model_path} on {len(volumes)} {split} case(s), threshold {threshold}"))
     if json_out:
         write_text(json_out, json.dumps(scores, indent=2) + "\n")
         click.echo(f"scores written to {json_out}")
