@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +14,7 @@ from PIL import Image
 
 from conftest import write_dataset
 from saunet.runtime import preprocess
-from saunet.runtime.preprocess import InputError, read_image
+from saunet.runtime.preprocess import InputError, read_image, resize_probability
 from saunet.training.dataset import (
     BadFiles,
     Case,
@@ -21,6 +24,7 @@ from saunet.training.dataset import (
     load_cases,
     split_cases,
     stack,
+    training_mask,
 )
 
 
@@ -505,3 +509,67 @@ def test_load_case_of_real_png_slices(real_slices: Path) -> None:
     images, masks = stack(volumes)
     assert images.shape == (9, 64, 64, 3) and masks.shape == (9, 64, 64)
     assert set(np.unique(masks)) <= {0, 1} and masks.sum() > 0
+
+
+# --- training_mask --------------------------------------------------------------
+
+def test_area_targets_are_tumour_shares_on_the_images_grid() -> None:
+    """256 -> 128 -> 256 as saunet-run maps a prediction back: an area target returns the
+    tumour in place, a nearest one (which picks the odd rows and columns) a pixel up and left."""
+    mask = np.zeros((256, 256), np.uint8)
+    mask[101:121, 61:91] = 1
+    mask[10, 11] = 1  # one pixel: a quarter of its 2x2 block
+    area = training_mask(mask, 128, "area")
+    assert area.dtype == np.float16 and area.shape == (128, 128)
+    assert area[5, 5] == 0.25 and area[51:60, 31:45].min() == 1.0 and area[50, 30] == 0.25
+    assert float(area.sum()) * 4 == mask.sum(), "the tumour's area is kept"
+    nearest = training_mask(mask, 128, "nearest")
+    assert nearest.dtype == np.uint8 and set(np.unique(nearest)) == {0, 1}
+
+    def box(target: np.ndarray) -> list[int]:
+        back = np.argwhere(resize_probability(target.astype(np.float32), 256, 256)[50:] >= 0.5) + [50, 0]
+        return [*back.min(axis=0), *back.max(axis=0)]
+
+    assert box(area) == [101, 61, 120, 90]
+    assert box(nearest) == [100, 60, 119, 89]
+
+
+def test_area_targets_come_back_closer_than_nearest_ones() -> None:
+    rng = np.random.default_rng(0)
+    scores = {"area": [], "nearest": []}
+    for _ in range(40):
+        mask = np.zeros((256, 256), np.uint8)
+        (y, x), (h, w) = rng.integers(20, 200, 2), rng.integers(3, 25, 2)
+        mask[y:y + h, x:x + w] = 1
+        for targets, got in scores.items():
+            back = resize_probability(training_mask(mask, 128, targets).astype(np.float32), 256, 256) >= 0.5
+            got.append(2 * (back & (mask == 1)).sum() / (back.sum() + mask.sum()))
+    assert all(a >= n for a, n in zip(scores["area"], scores["nearest"]))
+    assert np.mean(scores["area"]) > 0.95 > 0.9 > np.mean(scores["nearest"])
+
+
+def test_area_targets_at_any_ratio_stay_in_0_1_and_at_the_stored_size_equal_the_mask(dataset: Path) -> None:
+    cases = find_cases(dataset)
+    volume = load_case(cases[0], 20, mask_targets="area")
+    assert volume.masks.dtype == np.float16 and volume.masks.shape == (8, 20, 20)
+    assert volume.masks.min() >= 0 and volume.masks.max() <= 1
+    assert ((volume.masks > 0) & (volume.masks < 1)).any(), "edge pixels are shares"
+    as_stored = load_case(cases[0], 32, mask_targets="area")
+    assert np.array_equal(as_stored.masks, load_case(cases[0], 32).masks)
+    with pytest.raises(ValueError, match="mask targets 'bilinear'"):
+        training_mask(np.zeros((4, 4), np.uint8), 2, "bilinear")
+
+
+def test_resolution_ceiling_scores_both_targets_of_a_runs_split(dataset: Path, tmp_path: Path) -> None:
+    names = [c.name for c in find_cases(dataset)]
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "split.json").write_text(json.dumps({"train": names[2:], "val": names[:2], "test": []}))
+    report = tmp_path / "ceiling.json"
+    result = subprocess.run([sys.executable, "-m", "saunet.benchmarks.resolution_ceiling", "--data", str(dataset),
+                             "--run", str(run), "--split", "val", "--size", "16", "--json", str(report)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "2 val case(s)" in result.stdout
+    scores = json.loads(report.read_text())["dice_3d"]
+    assert 0.5 < scores["nearest"]["mean"] < scores["area"]["mean"] <= 1.0

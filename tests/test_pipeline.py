@@ -123,6 +123,21 @@ def test_strong_augmentation_keeps_masks_binary_and_moves_image_and_mask_togethe
     assert np.mean(got_masks[..., 0] != masks) > 0.05
 
 
+def test_soft_masks_move_with_their_images_and_stay_shares() -> None:
+    """Area targets are warped bilinearly: values stay in [0, 1], shares between 0 and 1 remain
+    (nearest would make them 0/1 or drop them), and the tumour stays where the image shows it."""
+    tf.random.set_seed(3)
+    images, masks = rectangles(16, 32, seed=4)
+    soft = masks.astype(np.float16) * np.float16(0.75)
+    got_x, got_y = collect(make_dataset(images, soft, batch_size=8, spec=Preprocessing(input_size=32),
+                                        augmentation=STRONG))
+    assert got_y.min() >= 0.0 and got_y.max() <= 0.75 + 1e-6
+    assert ((got_y > 0.01) & (got_y < 0.74)).mean() > 0.005, "edges resampled bilinearly"
+    assert np.mean((got_x[..., 0] > 0.5) == (got_y[..., 0] > 0.375)) >= 0.98
+    plain_x, plain_y = collect(make_dataset(images, soft, batch_size=8, spec=Preprocessing(input_size=32)))
+    assert np.array_equal(plain_y[..., 0], soft.astype(np.float32)), "without augmentation, the shares as given"
+
+
 def test_augment_on_a_batch_of_tensors() -> None:
     tf.random.set_seed(7)
     images, masks = rectangles(8, 40, seed=9)

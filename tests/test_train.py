@@ -47,11 +47,11 @@ def optimizer_state(model_file: Path) -> tuple[int, float]:
 def test_run_folder_has_every_artifact(dataset: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     result = saunet("train", "--data", str(dataset), "--out", str(run), "--epochs", "2", "--normalise",
-                    "channel-median", "--tumour-share", "0.5", *TINY)
+                    "channel-median", "--tumour-share", "0.5", "--mask-targets", "area", *TINY, "--input-size", "16")
     assert result.returncode == 0, result.stderr
     config = json.loads((run / "config.json").read_text())
     assert config["preprocessing"]["normalise"] == "channel-median"
-    assert config["tumour_share"] == 0.5
+    assert config["tumour_share"] == 0.5 and config["mask_targets"] == "area"
     for name in ("config.json", "split.json", "state.json", "last.keras", "best.keras", "history.csv",
                  "curves.png", "samples.png"):
         assert (run / name).is_file(), name
@@ -65,7 +65,8 @@ def test_run_folder_has_every_artifact(dataset: Path, tmp_path: Path) -> None:
     state = json.loads((run / "state.json").read_text())
     assert state["epoch"] == 2 and 1 <= state["best_epoch"] <= 2
     assert "best validation per-patient 3D Dice" in result.stdout
-    assert "4 training cases (32 slices, 20 with tumour)" in result.stdout, "5 of each synthetic case's 8 slices"
+    assert "4 training cases (32 slices, 20 with tumour; masks as tumour shares (area))" in result.stdout, \
+        "5 of each synthetic case's 8 slices; masks resized 32 -> 16 as shares"
 
     evaluated = saunet("eval", "--data", str(dataset), "--model", str(run), "--json", str(tmp_path / "s.json"))
     assert evaluated.returncode == 0, evaluated.stderr

@@ -10,7 +10,7 @@ import click
 import saunet.training  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from saunet.runtime.files import write_text
 from saunet.runtime.preprocess import NORMALISATIONS, InputError
-from saunet.training.dataset import DataError
+from saunet.training.dataset import MASK_TARGETS, DataError
 from saunet.training.distribute import STRATEGIES
 from saunet.training.losses import LOSSES
 from saunet.training.model import PRESETS
@@ -67,11 +67,14 @@ def parse_split(text: str) -> tuple[float, float, float]:
 @click.option("--tumour-share", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True), default=None,
               help="draw each training slice with tumour with this probability (the data's own share, about 1/3, "
                    "when not given); an epoch keeps its number of slices")
+@click.option("--mask-targets", type=click.Choice(MASK_TARGETS), default="nearest",
+              help="how masks are taken to the input size: nearest keeps them 0/1 (half a pixel off, edges on "
+                   "the coarse grid); area gives each pixel its tumour share")
 @click.option("--strategy", type=click.Choice(STRATEGIES), default="auto", help="tf.distribute strategy")
 @click.option("--skip-bad", is_flag=True, help="skip unreadable or unpaired files (and count them) instead of stopping")
 def train(data, out, resume, preset, input_size, base_filters, block_size, keep_prob, epochs, batch_size,
           learning_rate, schedule, loss, smooth, split_text, seed, rotation, shift, shear, zoom, flip, grey, no_augment,
-          normalise, tumour_share, strategy, skip_bad) -> None:
+          normalise, tumour_share, mask_targets, strategy, skip_bad) -> None:
     """Train SA-UNet on the LGG MRI slices, split by patient, into a resumable run folder."""
     from saunet.training.train import RunError, TrainConfig
     from saunet.training.train import train as run_training
@@ -82,7 +85,7 @@ def train(data, out, resume, preset, input_size, base_filters, block_size, keep_
         block_size=block_size, keep_prob=keep_prob, epochs=epochs, batch_size=batch_size,
         learning_rate=learning_rate, schedule=schedule, loss=loss, smooth=smooth, split=parse_split(split_text), seed=seed,
         augmentation=augmentation, strategy=strategy, skip_bad=skip_bad, normalise=normalise,
-        tumour_share=tumour_share,
+        tumour_share=tumour_share, mask_targets=mask_targets,
     )
     try:
         run_training(config, resume=resume)

@@ -78,11 +78,13 @@ def random_transforms(batch: tf.Tensor, size: int, aug: Augmentation) -> tf.Tens
     return tf.stack([a00, a01, b0, a10, a11, b1, zeros, zeros], axis=1)
 
 
-def augment(images: tf.Tensor, masks: tf.Tensor, aug: Augmentation) -> tuple[tf.Tensor, tf.Tensor]:
+def augment(images: tf.Tensor, masks: tf.Tensor, aug: Augmentation,
+            soft_masks: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
     """Applies one random transform per sample to a batch of images and their masks.
 
-    Images are resampled bilinearly, masks by nearest neighbour so they stay 0/1; the area
-    moved in from outside the scan is black (background), as in the scans themselves.
+    Images are resampled bilinearly, 0/1 masks by nearest neighbour so they stay 0/1, and
+    soft masks (tumour shares, "area" targets) bilinearly like their images; the area moved in
+    from outside the scan is black (background), as in the scans themselves.
     """
     shape = tf.shape(images)
     if aug.grey:
@@ -98,7 +100,7 @@ def augment(images: tf.Tensor, masks: tf.Tensor, aug: Augmentation) -> tuple[tf.
         )
 
     return (tf.ensure_shape(warp(images, "BILINEAR"), images.shape),
-            tf.ensure_shape(warp(masks, "NEAREST"), masks.shape))
+            tf.ensure_shape(warp(masks, "BILINEAR" if soft_masks else "NEAREST"), masks.shape))
 
 
 def sample_tumour_slices(images: np.ndarray, masks: np.ndarray, share: float, seed: int | None) -> tf.data.Dataset:
@@ -142,13 +144,17 @@ def make_dataset(
     seed: int | None = None,
     tumour_share: float | None = None,
 ) -> tf.data.Dataset:
-    """(uint8 images n x s x s x 3, 0/1 masks n x s x s) -> batches of (float image, float mask).
+    """(uint8 images n x s x s x 3, masks n x s x s) -> batches of (float image, float mask).
+
+    Masks are uint8 0/1, or floats in [0, 1] (tumour shares: "area" targets), which augmentation
+    then resamples bilinearly instead of by nearest neighbour.
 
     Scaling is `runtime.preprocess.to_input`'s arithmetic (float32 times float32 scale).
     With `tumour_share`, slices are drawn (shuffled) by `sample_tumour_slices` instead of
     each being shown once.
     """
     scale = tf.constant(np.float32(spec.scale))
+    soft_masks = np.issubdtype(masks.dtype, np.floating)
     if tumour_share is None:
         data = tf.data.Dataset.from_tensor_slices((images, masks[..., None]))
         if shuffle:
@@ -161,7 +167,7 @@ def make_dataset(
         x = tf.cast(x, tf.float32) * scale
         y = tf.cast(y, tf.float32)
         if augmentation is not None:
-            x, y = augment(x, y, augmentation)
+            x, y = augment(x, y, augmentation, soft_masks)
         return x, y
 
     data = data.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)

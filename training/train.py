@@ -76,6 +76,7 @@ class TrainConfig:
     samples: int = 6
     normalise: str = "none"
     tumour_share: float | None = None
+    mask_targets: str = "nearest"
 
     def to_dict(self) -> dict:
         values = asdict(self)
@@ -265,13 +266,13 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     if not split["train"] or not split["val"]:
         raise RunError(f"{config.data}: too few patients for a training and a validation set")
     by_name = {c.name: c for c in cases}
-    train_volumes = load_cases([by_name[n] for n in split["train"]], config.input_size, bad)
+    train_volumes = load_cases([by_name[n] for n in split["train"]], config.input_size, bad, config.mask_targets)
     val_volumes = load_cases([by_name[n] for n in split["val"]], None, bad)
     images, masks = stack(train_volumes)
     images = normalise_intensity(images, spec.normalise)
     print(
         f"data: {len(train_volumes)} training cases ({len(images)} slices, {int(masks.any(axis=(1, 2)).sum())} with "
-        f"tumour), {len(val_volumes)} validation cases "
+        f"tumour{'; masks as tumour shares (area)' if masks.dtype != np.uint8 else ''}), {len(val_volumes)} validation cases "
         f"({sum(len(v.images) for v in val_volumes)} slices), {len(split['test'])} test cases kept aside"
         + (f"; skipped {len(bad.problems)} bad file(s)" if bad.problems else ""),
         flush=True,
