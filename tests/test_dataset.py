@@ -14,6 +14,7 @@ from PIL import Image
 
 from conftest import write_dataset
 from saunet.runtime import preprocess
+from saunet.runtime.metrics import dice
 from saunet.runtime.preprocess import InputError, read_image, resize_probability
 from saunet.training.dataset import (
     BadFiles,
@@ -543,7 +544,7 @@ def test_area_targets_come_back_closer_than_nearest_ones() -> None:
         mask[y:y + h, x:x + w] = 1
         for targets, got in scores.items():
             back = resize_probability(training_mask(mask, 128, targets).astype(np.float32), 256, 256) >= 0.5
-            got.append(2 * (back & (mask == 1)).sum() / (back.sum() + mask.sum()))
+            got.append(dice(back, mask))
     assert all(a >= n for a, n in zip(scores["area"], scores["nearest"]))
     assert np.mean(scores["area"]) > 0.95 > 0.9 > np.mean(scores["nearest"])
 
