@@ -5,12 +5,13 @@
 Each true mask is made a training target at --size (`training.dataset.training_mask`, "nearest"
 and "area"), taken back to the scan's size as saunet-run takes a prediction back (bilinear,
 threshold 0.5) and scored against itself with the shared metrics: the Dice a model would reach if
-it learnt its targets perfectly. Cases come from RUN's split.json.
+it learnt its targets perfectly. Cases come from RUN's split.json (--split all: every case).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from datetime import date
 from pathlib import Path
 
@@ -19,8 +20,8 @@ import numpy as np
 from saunet.benchmarks import machine
 from saunet.runtime.files import write_text
 from saunet.runtime.metrics import score_patients
-from saunet.runtime.preprocess import resize_probability
-from saunet.training.dataset import MASK_TARGETS, Volume, training_mask
+from saunet.runtime.preprocess import InputError, resize_probability
+from saunet.training.dataset import MASK_TARGETS, DataError, Volume, training_mask
 from saunet.training.evaluate import load_split, split_cases_of
 
 
@@ -34,12 +35,15 @@ def round_trip(volume: Volume, size: int, targets: str) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--run", type=Path, required=True, help="run folder whose split.json names the cases")
-    parser.add_argument("--split", default="val", choices=("train", "val", "test"))
+    parser.add_argument("--run", type=Path, default=Path("."), help="run folder whose split.json names the cases")
+    parser.add_argument("--split", default="val", choices=("train", "val", "test", "all"))
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    volumes = load_split(args.data, split_cases_of(args.run, args.split))
+    try:
+        volumes = load_split(args.data, None if args.split == "all" else split_cases_of(args.run, args.split))
+    except (DataError, InputError) as error:
+        sys.exit(f"error: {error}")
     rows = {}
     print(f"{len(volumes)} {args.split} case(s) of {args.run}, targets at {args.size}x{args.size} and back")
     for targets in MASK_TARGETS:

@@ -574,3 +574,7 @@ def test_resolution_ceiling_scores_both_targets_of_a_runs_split(dataset: Path, t
     assert "2 val case(s)" in result.stdout
     scores = json.loads(report.read_text())["dice_3d"]
     assert 0.5 < scores["nearest"]["mean"] < scores["area"]["mean"] <= 1.0
+    missing = subprocess.run([sys.executable, "-m", "saunet.benchmarks.resolution_ceiling", "--data", str(dataset),
+                              "--run", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert missing.returncode != 0 and missing.stderr.strip() == f"error: {tmp_path / 'split.json'}: missing; " \
+        "pass --split all, or a model inside a run folder"
