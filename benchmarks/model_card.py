@@ -237,6 +237,8 @@ int8 model. {"Met" if lcc >= GOAL else "Missed"}: {lcc:.3f}** (float model {floa
 - Trained at {size}x{size}; masks are resized back to the scan's size, which blurs small tumours.
 - The masks are the data set's single annotation; no inter-reader study.
 - **Not a medical device**; not for diagnosis, treatment or any clinical decision.
+- Licence: the weights were learnt from a data set listed under CC BY-NC-SA 4.0
+  (non-commercial, share alike); its terms may extend to them. saunet's code is MIT.
 """
 
 

@@ -100,6 +100,8 @@ def test_a_wheel_carries_the_models_and_its_saunet_run_needs_no_tensorflow(real_
     for name in ("saunet_int8.tflite", "saunet_float.keras", "saunet_float.json", "MODEL_CARD.md"):
         assert f"saunet/runtime/models/{name}" in names, f"the wheel lacks {name}"
     assert "saunet-run = saunet.runtime.cli:main" in entry_points
+    assert "License-Expression: MIT" in metadata.splitlines()
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), "the wheel lacks the LICENSE file"
     device = [line for line in metadata.splitlines() if line.startswith("Requires-Dist:") and "extra ==" not in line
               or "extra == \"pi\"" in line]
     assert device and not any("tensorflow" in line for line in device), "a Pi install would pull TensorFlow"
