@@ -8,7 +8,8 @@ the rule in `saunet.quantize.choice` (best mask agreement with the float model o
 validation patients, within the tolerance). Writes runtime/models/saunet_int8.tflite (the int8 export, byte for byte),
 saunet_float.keras (the run's best.keras without its optimiser state, which only a resumed
 training needs and which triples the file) and saunet_float.json (its preprocessing, which a
-run keeps in config.json). All three are written before any is renamed into place, so a
+run keeps in config.json, and its patient split, so that `saunet-eval` can score the bundled
+model on its test patients and `saunet-train --init-from` can refuse to fine-tune it on them). All three are written before any is renamed into place, so a
 failure leaves the bundle as it was. The int8 file must be an integer export of the same preset and preprocessing as the run,
 so the pair cannot come from two different models.
 """
@@ -35,7 +36,7 @@ FLOAT_SPEC_NAME = "saunet_float.json"
 
 def bundle(run: Path, int8: Path, dest: Path) -> dict[str, Path]:
     """Checks that `int8` was made from `run`'s model, then writes both into `dest`."""
-    from saunet.training.evaluate import load_keras_model
+    from saunet.training.evaluate import load_keras_model, model_split
 
     metadata = read_metadata(int8)
     fmt = metadata.get("format")
@@ -56,7 +57,8 @@ def bundle(run: Path, int8: Path, dest: Path) -> dict[str, Path]:
     with atomic_path(targets["int8"]) as int8_partial, atomic_path(targets["float"]) as float_partial, \
             atomic_path(targets["float preprocessing"]) as spec_partial:
         model.save(float_partial)  # loaded uncompiled: no optimiser state to save
-        spec_partial.write_text(json.dumps({"preprocessing": spec.to_dict()}, indent=2) + "\n")
+        _, split = model_split(run)
+        spec_partial.write_text(json.dumps({"preprocessing": spec.to_dict(), "split": split}, indent=2) + "\n")
         shutil.copyfile(int8, int8_partial)
     return targets
 

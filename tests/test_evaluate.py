@@ -73,3 +73,19 @@ def test_cosine_schedule_decays_from_peak_to_one_percent() -> None:
     np.testing.assert_allclose(values, [1e-3, 0.505e-3, 1e-5], rtol=1e-5)
     with pytest.raises(ValueError, match="unknown learning-rate schedule 'step'"):
         learning_rate(1e-3, "step", 100)
+
+
+def test_a_bundled_model_keeps_its_split_in_the_json_beside_it(tmp_path: Path) -> None:
+    from saunet.training.evaluate import split_cases_of
+
+    (tmp_path / "saunet_float.keras").write_bytes(b"")
+    (tmp_path / "saunet_float.json").write_text('{"preprocessing": {}, "split": {"train": ["a"], "val": ["b"], "test": ["c"]}}')
+    assert split_cases_of(tmp_path / "saunet_float.keras", "test") == ["c"]
+    (tmp_path / "saunet_float.json").write_text('{"preprocessing": {}}')
+    with pytest.raises(DataError, match="saunet_float.json: keeps no patient split; pass --split all"):
+        split_cases_of(tmp_path / "saunet_float.keras", "test")
+    run = tmp_path / "run"
+    run.mkdir()
+    with pytest.raises(DataError, match="split.json: missing"):
+        split_cases_of(run, "val")
+

@@ -122,6 +122,8 @@ assert all(np.array_equal(a, b) for a, b in zip(bundled.get_weights(), best.get_
     assert sorted(p.name for p in dest.iterdir()) == ["saunet_float.json", "saunet_float.keras", "saunet_int8.tflite"]
     assert json.loads((dest / "saunet_float.json").read_text())["preprocessing"] == \
         json.loads((folder / "config.json").read_text())["preprocessing"]
+    assert json.loads((dest / "saunet_float.json").read_text())["split"] == \
+        json.loads((folder / "split.json").read_text()), "the bundled model should keep its patient split"
 
     before = {p.name: p.read_bytes() for p in dest.iterdir()}
     bundled_128 = Path(__file__).resolve().parents[1] / "runtime" / "models" / "saunet_int8.tflite"

@@ -114,6 +114,44 @@ def test_killed_run_resumes_after_last_finished_epoch(dataset: Path, tmp_path: P
     assert rate == pytest.approx(1e-5), "the cosine schedule should end at 1% of --lr"
 
 
+def test_init_from_starts_from_a_trained_model_at_another_size_and_refuses_a_leaky_or_foreign_one(
+        dataset: Path, tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    assert saunet("train", "--data", str(dataset), "--out", str(source), "--epochs", "1", *TINY,
+                  "--input-size", "16").returncode == 0
+    tuned = tmp_path / "tuned"
+    result = saunet("train", "--data", str(dataset), "--out", str(tuned), "--epochs", "1", "--lr", "0", *TINY,
+                    "--init-from", str(source))
+    assert result.returncode == 0, result.stderr
+    assert f"starting from the weights of {source}" in result.stdout
+    assert "was trained with input_size 16 (this run: 32)" in result.stdout
+    assert json.loads((tuned / "config.json").read_text())["init_from"] == str(source)
+    same = run_python(f"""
+import saunet.training, numpy as np
+from saunet.training.keras import keras
+from saunet.training.train import custom_objects
+a, b = (keras.models.load_model(p, custom_objects=custom_objects()) for p in ({str(source / 'best.keras')!r}, {str(tuned / 'best.keras')!r}))
+assert a.input_shape[1:3] == (16, 16) and b.input_shape[1:3] == (32, 32)
+assert all(np.array_equal(x, y) for x, y in zip(a.trainable_weights, b.trainable_weights)), "at --lr 0 the weights stay the source's"
+""")
+    assert same.returncode == 0, same.stderr
+
+    leaky = saunet("train", "--data", str(dataset), "--out", str(tmp_path / "leaky"), "--epochs", "1", *TINY,
+                   "--seed", "1", "--init-from", str(source / "best.keras"))
+    assert leaky.returncode == 1
+    assert leaky.stderr.strip().splitlines()[-1].startswith(
+        f"error: {source / 'best.keras'}: learnt from or was chosen on "), leaky.stderr
+    foreign = saunet("train", "--data", str(dataset), "--out", str(tmp_path / "foreign"), "--epochs", "1", *TINY,
+                     "--preset", "seed", "--init-from", str(source))
+    assert foreign.returncode == 1
+    assert "another architecture" in foreign.stderr.strip().splitlines()[-1], foreign.stderr
+    missing = saunet("train", "--data", str(dataset), "--out", str(tmp_path / "missing"), "--epochs", "1", *TINY,
+                     "--init-from", str(tmp_path / "nothing.keras"))
+    assert missing.stderr.strip().splitlines()[-1] == f"error: {tmp_path / 'nothing.keras'}: no such model file"
+    assert not any((tmp_path / name).exists() for name in ("leaky", "foreign", "missing")), \
+        "a refused source is found before the run folder is made"
+
+
 def test_new_run_refuses_existing_run_folder(dataset: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     assert saunet("train", "--data", str(dataset), "--out", str(run), "--epochs", "1", *TINY).returncode == 0

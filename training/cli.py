@@ -70,11 +70,14 @@ def parse_split(text: str) -> tuple[float, float, float]:
 @click.option("--mask-targets", type=click.Choice(MASK_TARGETS), default="nearest",
               help="how masks are taken to the input size: nearest keeps them 0/1 (half a pixel off, edges on "
                    "the coarse grid); area gives each pixel its tumour share")
+@click.option("--init-from", type=click.Path(path_type=Path), default=None,
+              help="start from a trained model's weights (a run folder, its .keras file, or the bundled "
+                   "saunet_float.keras) to fine-tune it: same preset and widths, any input size")
 @click.option("--strategy", type=click.Choice(STRATEGIES), default="auto", help="tf.distribute strategy")
 @click.option("--skip-bad", is_flag=True, help="skip unreadable or unpaired files (and count them) instead of stopping")
 def train(data, out, resume, preset, input_size, base_filters, block_size, keep_prob, epochs, batch_size,
           learning_rate, schedule, loss, smooth, split_text, seed, rotation, shift, shear, zoom, flip, grey, no_augment,
-          normalise, tumour_share, mask_targets, strategy, skip_bad) -> None:
+          normalise, tumour_share, mask_targets, init_from, strategy, skip_bad) -> None:
     """Train SA-UNet on the LGG MRI slices, split by patient, into a resumable run folder."""
     from saunet.training.train import RunError, TrainConfig
     from saunet.training.train import train as run_training
@@ -85,7 +88,7 @@ def train(data, out, resume, preset, input_size, base_filters, block_size, keep_
         block_size=block_size, keep_prob=keep_prob, epochs=epochs, batch_size=batch_size,
         learning_rate=learning_rate, schedule=schedule, loss=loss, smooth=smooth, split=parse_split(split_text), seed=seed,
         augmentation=augmentation, strategy=strategy, skip_bad=skip_bad, normalise=normalise,
-        tumour_share=tumour_share, mask_targets=mask_targets,
+        tumour_share=tumour_share, mask_targets=mask_targets, init_from=str(init_from) if init_from else None,
     )
     try:
         run_training(config, resume=resume)
@@ -110,7 +113,7 @@ def evaluate(data, model_path, split, json_out, threshold, skip_bad) -> None:
 
     try:
         model, run, spec = ev.load_keras_model(model_path)
-        names = None if split == "all" else ev.split_cases_of(run, split)
+        names = None if split == "all" else ev.split_cases_of(model_path, split)
         volumes = ev.load_split(data, names, skip_bad)
         threshold = spec.threshold if threshold is None else threshold
         scores = ev.score(volumes, ev.keras_predictor(model, spec), threshold)

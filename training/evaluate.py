@@ -30,14 +30,28 @@ def keras_predictor(model, spec: Preprocessing, batch_size: int = 16) -> Predict
     return predict
 
 
-def split_cases_of(run: Path, split: str) -> list[str]:
-    """The case names of `split` in a run's split.json ('all' means every case)."""
-    path = run / "split.json"
-    if not path.is_file():
-        raise DataError(f"{path}: missing; pass --split all, or a model inside a run folder")
-    cases = json.loads(path.read_text())
+def model_split(path: Path) -> tuple[Path, dict | None]:
+    """Where the patient split of the model at `path` is kept, and the split (None if it is not).
+
+    A run folder (or a .keras file in one) keeps it in split.json; a bundled model in the
+    `split` of the .json beside it (saunet.quantize.bundle writes it there).
+    """
+    model_file = path / "best.keras" if path.is_dir() else path
+    beside = model_file.with_suffix(".json")
+    if beside.is_file() and not (model_file.parent / "split.json").is_file():
+        return beside, json.loads(beside.read_text()).get("split")
+    where = model_file.parent / "split.json"
+    return where, json.loads(where.read_text()) if where.is_file() else None
+
+
+def split_cases_of(path: Path, split: str) -> list[str]:
+    """The case names of `split` in the split of the model at `path` (see model_split)."""
+    where, cases = model_split(path)
+    if cases is None:
+        raise DataError(f"{where}: {'missing' if where.name == 'split.json' else 'keeps no patient split'}; "
+                        "pass --split all, or a model inside a run folder")
     if split not in cases or not isinstance(cases[split], list):
-        raise DataError(f"{path}: has no split named {split!r}")
+        raise DataError(f"{where}: has no split named {split!r}")
     return cases[split]
 
 
@@ -98,5 +112,6 @@ def load_keras_model(path: Path):
     return model, run, spec
 
 
-__all__ = ["METRIC_NAMES", "format_table", "summary_rows", "keras_predictor", "load_keras_model", "load_split", "predict_volumes",
+__all__ = ["METRIC_NAMES", "format_table", "summary_rows", "keras_predictor", "load_keras_model", "load_split", "model_split",
+           "predict_volumes",
            "score"]

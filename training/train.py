@@ -30,7 +30,7 @@ from saunet.runtime.files import atomic_path, write_text
 from saunet.runtime.metrics import score_patients
 from saunet.runtime.preprocess import Preprocessing, normalise_intensity
 from saunet.training import distribute
-from saunet.training.dataset import BadFiles, Volume, find_cases, load_cases, split_cases, stack
+from saunet.training.dataset import BadFiles, DataError, Volume, find_cases, load_cases, split_cases, stack
 from saunet.training.evaluate import keras_predictor, predict_volumes
 from saunet.training.keras import keras
 from saunet.training.losses import make_loss, training_metrics
@@ -77,6 +77,7 @@ class TrainConfig:
     normalise: str = "none"
     tumour_share: float | None = None
     mask_targets: str = "nearest"
+    init_from: str | None = None
 
     def to_dict(self) -> dict:
         values = asdict(self)
@@ -225,6 +226,43 @@ def pick_samples(volumes: list[Volume], count: int) -> list[tuple[str, int]]:
     return picks[:count]
 
 
+def read_init_source(config: TrainConfig, spec: Preprocessing, split: dict) -> list[np.ndarray]:
+    """The weights a fine-tuning run starts from (--init-from), checked before any data is loaded.
+
+    Refused: a file that is not a saunet Keras model; one of another preset or widths (any input
+    size will do: the network is fully convolutional); one that learnt from this run's validation
+    or test patients, or was chosen on its test patients, whose scores it would flatter. A source
+    whose split was not kept, or whose preprocessing differs, is allowed with a note.
+    """
+    from saunet.training.evaluate import load_keras_model, model_split
+
+    path = Path(config.init_from)
+    try:
+        source, _, source_spec = load_keras_model(path)
+    except DataError as error:
+        raise RunError(str(error)) from None
+    ours = build_saunet(config.preset, config.input_size, base_filters=config.base_filters,
+                        block_size=config.block_size, keep_prob=config.keep_prob)
+    if [w.shape for w in ours.get_weights()] != [w.shape for w in source.get_weights()]:
+        raise RunError(f"{path}: another architecture ({source.count_params():,} parameters against this run's "
+                       f"{ours.count_params():,}); --init-from needs the same --preset and --base-filters")
+    where, source_split = model_split(path)
+    if source_split is None:
+        print(f"note: {path} keeps no patient split; make sure it never saw this run's validation or test "
+              "patients", flush=True)
+    else:
+        trained = set(source_split.get("train", []))
+        leaked = sorted((trained & set(split["val"])) | ((trained | set(source_split.get("val", []))) & set(split["test"])))
+        if leaked:
+            raise RunError(f"{path}: learnt from or was chosen on {len(leaked)} of this run's validation/test patients "
+                           f"(e.g. {leaked[0]}; its split: {where}); use its --split and --seed")
+    differences = [f"{key} {value} (this run: {spec.to_dict()[key]})" for key, value in source_spec.to_dict().items()
+                   if key != "threshold" and value != spec.to_dict()[key]]
+    if differences:
+        print(f"note: {path} was trained with " + ", ".join(differences), flush=True)
+    return source.get_weights()
+
+
 def start_or_resume(config: TrainConfig, resume: bool, run: RunFolder) -> tuple[TrainConfig, dict]:
     """Checks the run folder and returns the config and state to go on with.
 
@@ -265,6 +303,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
             raise RunError(f"{config.data}: its patients differ from those of the run's split.json")
     if not split["train"] or not split["val"]:
         raise RunError(f"{config.data}: too few patients for a training and a validation set")
+    initial_weights = read_init_source(config, spec, split) if config.init_from and not state["epoch"] else None
     by_name = {c.name: c for c in cases}
     train_volumes = load_cases([by_name[n] for n in split["train"]], config.input_size, bad, config.mask_targets)
     val_volumes = load_cases([by_name[n] for n in split["val"]], None, bad)
@@ -292,6 +331,9 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
         else:
             model = build_saunet(config.preset, config.input_size, base_filters=config.base_filters,
                                  block_size=config.block_size, keep_prob=config.keep_prob)
+            if initial_weights is not None:
+                model.set_weights(initial_weights)
+                print(f"starting from the weights of {config.init_from}", flush=True)
             steps = -(-len(images) // config.batch_size) * config.epochs
             model.compile(optimizer=keras.optimizers.Adam(learning_rate(config.learning_rate, config.schedule, steps)),
                           loss=make_loss(config.loss, config.smooth), metrics=training_metrics())
