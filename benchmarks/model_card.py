@@ -168,7 +168,7 @@ bundled files.
 |---|---|---|
 | `saunet_int8.tflite` | fully-int8 TFLite (int8 input and output, batch 1), {models['metadata'].get('quantization', chosen)}; its metadata holds the preprocessing below. The default model of `saunet-run`. | {models['int8_mb']:.2f} MB |
 | `saunet_float.keras` | the float Keras model it was made from (no optimiser state) | {models['float_mb']:.1f} MB |
-| `saunet_float.json` | the float model's preprocessing | |
+| `saunet_float.json` | the float model's preprocessing and patient split | |
 
 ## Model
 - SA-UNet (after Guo et al. 2020, "SA-UNet: Spatial Attention U-Net for Retinal Vessel
