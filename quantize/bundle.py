@@ -5,13 +5,14 @@
 
 Without a file, the int8 export is picked from saunet-export's parity reports in RUN/export by
 the rule in `saunet.quantize.choice` (best mask agreement with the float model on the
-validation patients, within the tolerance). Writes runtime/models/saunet_int8.tflite (the int8 export, byte for byte),
-saunet_float.keras (the run's best.keras without its optimiser state, which only a resumed
-training needs and which triples the file) and saunet_float.json (its preprocessing, which a
-run keeps in config.json, and its patient split, so that `saunet-eval` can score the bundled
-model on its test patients and `saunet-train --init-from` can refuse to fine-tune it on them). All three are written before any is renamed into place, so a
-failure leaves the bundle as it was. The int8 file must be an integer export of the same preset and preprocessing as the run,
-so the pair cannot come from two different models.
+validation patients, within the tolerance). Writes runtime/models/saunet_int8.tflite (the
+int8 export, byte for byte), saunet_float.keras (the run's best.keras without its optimiser
+state, which only a resumed training needs and which triples the file) and saunet_float.json
+(its preprocessing, which a run keeps in config.json, and its patient split, so that
+`saunet-eval` can score the bundled model on its test patients and `saunet-train --init-from`
+can refuse to fine-tune it on them). All three are written before any is renamed into place,
+so a failure leaves the bundle as it was. The int8 file must be an integer export of the same
+preset and preprocessing as the run, so the pair cannot come from two different models.
 """
 from __future__ import annotations
 

@@ -84,8 +84,10 @@ def test_a_bundled_model_keeps_its_split_in_the_json_beside_it(tmp_path: Path) -
     (tmp_path / "saunet_float.json").write_text('{"preprocessing": {}}')
     with pytest.raises(DataError, match="saunet_float.json: keeps no patient split; pass --split all"):
         split_cases_of(tmp_path / "saunet_float.keras", "test")
+    (tmp_path / "saunet_float.json").write_text('{"split": ')
+    with pytest.raises(DataError, match="saunet_float.json: corrupt JSON"):
+        split_cases_of(tmp_path / "saunet_float.keras", "test")
     run = tmp_path / "run"
     run.mkdir()
     with pytest.raises(DataError, match="split.json: missing"):
         split_cases_of(run, "val")
-

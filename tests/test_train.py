@@ -147,6 +147,7 @@ assert all(np.array_equal(x, y) for x, y in zip(a.trainable_weights, b.trainable
     assert "another architecture" in foreign.stderr.strip().splitlines()[-1], foreign.stderr
     missing = saunet("train", "--data", str(dataset), "--out", str(tmp_path / "missing"), "--epochs", "1", *TINY,
                      "--init-from", str(tmp_path / "nothing.keras"))
+    assert missing.returncode == 1
     assert missing.stderr.strip().splitlines()[-1] == f"error: {tmp_path / 'nothing.keras'}: no such model file"
     assert not any((tmp_path / name).exists() for name in ("leaky", "foreign", "missing")), \
         "a refused source is found before the run folder is made"

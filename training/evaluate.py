@@ -30,6 +30,14 @@ def keras_predictor(model, spec: Preprocessing, batch_size: int = 16) -> Predict
     return predict
 
 
+def read_json(path: Path) -> dict:
+    """A JSON file kept with a model (split.json, config.json, the bundled model's .json)."""
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise DataError(f"{path}: corrupt JSON ({error})") from None
+
+
 def model_split(path: Path) -> tuple[Path, dict | None]:
     """Where the patient split of the model at `path` is kept, and the split (None if it is not).
 
@@ -39,9 +47,9 @@ def model_split(path: Path) -> tuple[Path, dict | None]:
     model_file = path / "best.keras" if path.is_dir() else path
     beside = model_file.with_suffix(".json")
     if beside.is_file() and not (model_file.parent / "split.json").is_file():
-        return beside, json.loads(beside.read_text()).get("split")
+        return beside, read_json(beside).get("split")
     where = model_file.parent / "split.json"
-    return where, json.loads(where.read_text()) if where.is_file() else None
+    return where, read_json(where) if where.is_file() else None
 
 
 def split_cases_of(path: Path, split: str) -> list[str]:
@@ -107,7 +115,7 @@ def load_keras_model(path: Path):
         raise DataError(f"{model_file}: not a loadable Keras model ({type(error).__name__})") from None
     # A run keeps the preprocessing in config.json; a bundled model in <name>.json beside it.
     config = next((f for f in (run / "config.json", model_file.with_suffix(".json")) if f.is_file()), None)
-    spec = Preprocessing.from_dict(json.loads(config.read_text()).get("preprocessing", {})) if config \
+    spec = Preprocessing.from_dict(read_json(config).get("preprocessing", {})) if config \
         else Preprocessing(input_size=model.input_shape[1])
     return model, run, spec
 

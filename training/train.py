@@ -30,7 +30,7 @@ from saunet.runtime.files import atomic_path, write_text
 from saunet.runtime.metrics import score_patients
 from saunet.runtime.preprocess import Preprocessing, normalise_intensity
 from saunet.training import distribute
-from saunet.training.dataset import BadFiles, DataError, Volume, find_cases, load_cases, split_cases, stack
+from saunet.training.dataset import BadFiles, Volume, find_cases, load_cases, split_cases, stack
 from saunet.training.evaluate import keras_predictor, predict_volumes
 from saunet.training.keras import keras
 from saunet.training.losses import make_loss, training_metrics
@@ -237,10 +237,7 @@ def read_init_source(config: TrainConfig, spec: Preprocessing, split: dict) -> l
     from saunet.training.evaluate import load_keras_model, model_split
 
     path = Path(config.init_from)
-    try:
-        source, _, source_spec = load_keras_model(path)
-    except DataError as error:
-        raise RunError(str(error)) from None
+    source, _, source_spec = load_keras_model(path)
     ours = build_saunet(config.preset, config.input_size, base_filters=config.base_filters,
                         block_size=config.block_size, keep_prob=config.keep_prob)
     if [w.shape for w in ours.get_weights()] != [w.shape for w in source.get_weights()]:
