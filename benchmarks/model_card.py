@@ -28,7 +28,7 @@ from saunet.quantize.choice import pick_int8
 from saunet.quantize.formats import FORMATS
 from saunet.runtime.files import write_text
 from saunet.runtime.metadata import ModelError, read_metadata
-from saunet.runtime.metrics import summary_rows
+from saunet.runtime.metrics import bootstrap_interval, summary_rows
 from saunet.runtime.preprocess import Preprocessing
 
 MODELS = Path(__file__).resolve().parents[1] / "runtime" / "models"
@@ -136,6 +136,7 @@ def card(record: dict, bench: dict, bench_name: str, models: dict, notes: str) -
         test_tables = test_tables.replace(name, label)
     float_scores, int8_scores = rows[REFERENCE_ROW]["scores"], rows[f"tflite {chosen}"]["scores"]
     lcc = int8_scores["dice_3d_lcc"]["mean"]
+    lcc_low, lcc_high = bootstrap_interval([p["dice_3d_lcc"] for p in int8_scores["per_patient"]])
     spec = Preprocessing.from_dict(config["preprocessing"])
     arch = config["architecture"]
     size = spec.input_size
@@ -217,6 +218,9 @@ Change against the float model on the test patients: {test_change}. The int8 fil
 
 **Goal: mean per-patient 3D Dice of at least {GOAL} with the largest component kept, for the
 int8 model. {"Met" if lcc >= GOAL else "Missed"}: {lcc:.3f}** (float model {float_scores['dice_3d_lcc']['mean']:.3f}).
+The 95% bootstrap interval of the int8 mean over these {len(int8_scores['per_patient'])} patients is {lcc_low:.3f} to
+{lcc_high:.3f}: {"the goal lies inside it, so these patients neither establish nor rule out the goal"
+if lcc_low <= GOAL <= lcc_high else "the goal lies outside it"}.
 
 {notes.strip()}
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from saunet.quantize.formats import FORMATS
+from saunet.runtime.metrics import bootstrap_interval
 
 from conftest import write_dataset
 
@@ -133,6 +134,9 @@ def test_model_card_is_written_from_the_run_record_report_and_bundle(quick_repor
 
     lcc = rows_of(reports)["tflite int8-ptq"]["scores"]["dice_3d_lcc"]["mean"]
     assert f"int8 model. {'Met' if lcc >= 0.85 else 'Missed'}: {lcc:.3f}**" in card, "goal line from the report"
+    low, high = bootstrap_interval([p["dice_3d_lcc"] for p in rows_of(reports)["tflite int8-ptq"]["scores"]["per_patient"]])
+    assert f"patients is {low:.3f} to\n{high:.3f}: the goal lies {'inside' if low <= 0.85 <= high else 'outside'}" in card, \
+        "the goal read against the interval of the int8 mean"
     assert "| int8 PTQ (bundled) |" in card, "the bundled file's kind"
     rule = pick_int8(read_reports(run / "export"))
     assert ("Bundled: the **int8 PTQ** file, the rule's pick: mask agreement " in card) == (rule is not None and rule.format == "int8-ptq")

@@ -13,12 +13,14 @@ import pytest
 from saunet.runtime.metrics import (
     METRIC_NAMES,
     PatientScores,
+    bootstrap_interval,
     dice,
     iou,
     largest_component,
     mask_agreement,
     score_patients,
     soft_dice_pooled,
+    summary_rows,
 )
 
 
@@ -204,6 +206,36 @@ def test_score_patients_json_and_none_for_missing_samples():
     assert r["pixel_accuracy"] is None and r["seed_soft_dice"] is None
     assert r["empty_slice_fp_rate"]["rate"] is None
     json.dumps(r, allow_nan=False)
+
+
+# --- the interval of a per-patient mean ---------------------------------------
+
+def test_bootstrap_interval_of_zeros_and_ones_is_the_binomial_quantiles():
+    # Ten patients, half 0 and half 1: a resampled mean is Binomial(10, 0.5) / 10, whose 2.5%
+    # and 97.5% quantiles are 0.2 and 0.8 (P(X <= 1) = 1.1%, P(X <= 2) = 5.5%).
+    assert bootstrap_interval([0.0, 1.0] * 5) == pytest.approx((0.2, 0.8))
+
+
+def test_bootstrap_interval_narrows_with_patients_and_is_reproducible():
+    values = [0.86, 0.61, 0.92, 0.61, 0.90, 0.93, 0.86, 0.32, 0.76, 0.92]
+    low, high = bootstrap_interval(values)
+    assert min(values) < low < np.mean(values) < high < max(values)
+    many_low, many_high = bootstrap_interval(values * 10)
+    assert high - low > 2.5 * (many_high - many_low)  # about sqrt(10) narrower for ten times the patients
+    assert bootstrap_interval(values) == (low, high)
+    assert bootstrap_interval([0.7] * 4) == pytest.approx((0.7, 0.7))
+    assert bootstrap_interval([]) is None
+
+
+def test_summary_rows_give_each_per_patient_mean_its_interval():
+    scores = score_patients(_two_patients())
+    rows = dict(summary_rows(scores, lambda v: "n/a" if v is None else f"{v:.3f}"))
+    low, high = bootstrap_interval([p["dice_3d_lcc"] for p in scores["per_patient"]])
+    assert len(rows) == 10  # every row's label is its own
+    lcc_row = "per-patient 3D Dice, largest component, mean: 95% bootstrap interval (2 patients)"
+    assert dict(summary_rows(scores, str))[lcc_row] == f"{low} to {high}"
+    assert dict(summary_rows(score_patients({}), lambda v: "n/a" if v is None else str(v)))[
+        "per-patient 3D Dice, mean: 95% bootstrap interval (0 patients)"] == "n/a"
 
 
 def test_patient_scores_is_frozen():
