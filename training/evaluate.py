@@ -91,9 +91,9 @@ def format_table(scores: dict, title: str) -> str:
         return "n/a" if value is None else f"{value:.4f}"
 
     rows = summary_rows(scores, fmt)
-    width = max(len(name) for name, _ in rows)
-    lines = [title, "-" * (width + 10)]
-    lines += [f"{name:<{width}}  {value:>8}" for name, value in rows]
+    width, value_width = max(len(name) for name, _ in rows), max(len(value) for _, value in rows)
+    lines = [title, "-" * (width + value_width + 2)]
+    lines += [f"{name:<{width}}  {value:>{value_width}}" for name, value in rows]
     lines.append("")
     lines += [f"{p['patient']:<28} slices {p['slices']:>3}  Dice {fmt(p['dice_3d'])}  "
               f"largest component {fmt(p['dice_3d_lcc'])}" for p in scores["per_patient"]]

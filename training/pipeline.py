@@ -35,7 +35,7 @@ class Augmentation:
             are in any training split, and a model that never saw one segments nothing on it.
             Measured since: in those volumes the tumour is only ~1.3x as bright as the brain,
             against ~2x in the FLAIR channel of the others, so this imitates their colour but
-            not their contrast (README, "The 50-epoch run").
+            not their contrast (docs/measured.md, "The 50-epoch run").
     """
 
     rotation: float = 0.25
