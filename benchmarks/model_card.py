@@ -44,6 +44,15 @@ PRESET_TEXT = {
 }
 
 
+def goal_reading(low: float, high: float) -> str:
+    """What a 95% interval of the int8 test mean says about GOAL."""
+    if high < GOAL:
+        return "the whole interval lies below the goal"
+    if low > GOAL:
+        return "the whole interval lies above the goal"
+    return "the goal lies inside it, so these patients neither establish nor rule out the goal"
+
+
 class CardError(ValueError):
     """A missing or unusable input of the card (one line)."""
 
@@ -219,8 +228,7 @@ Change against the float model on the test patients: {test_change}. The int8 fil
 **Goal: mean per-patient 3D Dice of at least {GOAL} with the largest component kept, for the
 int8 model. {"Met" if lcc >= GOAL else "Missed"}: {lcc:.3f}** (float model {float_scores['dice_3d_lcc']['mean']:.3f}).
 The 95% bootstrap interval of the int8 mean over these {len(int8_scores['per_patient'])} patients is {lcc_low:.3f} to
-{lcc_high:.3f}: {"the goal lies inside it, so these patients neither establish nor rule out the goal"
-if lcc_low <= GOAL <= lcc_high else "the goal lies outside it"}.
+{lcc_high:.3f}: {goal_reading(lcc_low, lcc_high)}.
 
 {notes.strip()}
 

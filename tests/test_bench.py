@@ -135,8 +135,8 @@ def test_model_card_is_written_from_the_run_record_report_and_bundle(quick_repor
     lcc = rows_of(reports)["tflite int8-ptq"]["scores"]["dice_3d_lcc"]["mean"]
     assert f"int8 model. {'Met' if lcc >= 0.85 else 'Missed'}: {lcc:.3f}**" in card, "goal line from the report"
     low, high = bootstrap_interval([p["dice_3d_lcc"] for p in rows_of(reports)["tflite int8-ptq"]["scores"]["per_patient"]])
-    assert f"patients is {low:.3f} to\n{high:.3f}: the goal lies {'inside' if low <= 0.85 <= high else 'outside'}" in card, \
-        "the goal read against the interval of the int8 mean"
+    reading = "lies below the goal" if high < 0.85 else "lies above the goal" if low > 0.85 else "the goal lies inside it"
+    assert f"patients is {low:.3f} to\n{high:.3f}: " in card and reading in card, "the goal read against the interval of the int8 mean"
     assert "| int8 PTQ (bundled) |" in card, "the bundled file's kind"
     rule = pick_int8(read_reports(run / "export"))
     assert ("Bundled: the **int8 PTQ** file, the rule's pick: mask agreement " in card) == (rule is not None and rule.format == "int8-ptq")
@@ -162,3 +162,11 @@ def test_model_card_is_written_from_the_run_record_report_and_bundle(quick_repor
                      "--notes", str(notes), "--models", str(models), "--out", str(tmp_path / "card.md"))
     assert refused.returncode == 1 and not (tmp_path / "card.md").exists()
     assert refused.stderr.strip().splitlines()[-1].startswith("error: not one run: ")
+
+
+def test_goal_reading_names_where_the_interval_lies():
+    from saunet.benchmarks.model_card import GOAL, goal_reading
+
+    assert goal_reading(GOAL - 0.2, GOAL - 0.01) == "the whole interval lies below the goal"
+    assert goal_reading(GOAL + 0.01, GOAL + 0.1) == "the whole interval lies above the goal"
+    assert goal_reading(GOAL - 0.1, GOAL + 0.02).startswith("the goal lies inside it")
