@@ -122,6 +122,13 @@ def validation_table(val: dict) -> str:
                       *(f"| {label} | {value} |" for label, value in rows)])
 
 
+def dropblock_text(arch: dict) -> str:
+    """DropBlock as trained: keep 1.0 leaves the layers in the graph but drops nothing."""
+    if not arch.get("dropblock", True) or arch["keep_prob"] >= 1.0:
+        return "DropBlock off in training (keep 1.0; the layers are the identity)"
+    return f"DropBlock block {arch['block_size']}, keep {arch['keep_prob']} (training only)"
+
+
 def card(record: dict, bench: dict, bench_name: str, models: dict, notes: str) -> str:
     config, split, state = record["config.json"], record["split.json"], record["state.json"]
     val = record["val-scores.json"]
@@ -183,7 +190,7 @@ bundled files.
 ## Model
 - SA-UNet (after Guo et al. 2020, "SA-UNet: Spatial Attention U-Net for Retinal Vessel
   Segmentation"), `{config['preset']}` preset: {PRESET_TEXT.get(config['preset'], config['preset'])}.
-- Encoder {'-'.join(str(f) for f in arch['filters'])}; DropBlock block {arch['block_size']}, keep {arch['keep_prob']} (training only).
+- Encoder {'-'.join(str(f) for f in arch['filters'])}; {dropblock_text(arch)}.
 - {models['parameters']:,} parameters; {bench['gop']:.2f} GOP a slice.
 - Input: the slice resized (bilinear) to **{size}x{size}**; channels {', '.join(spec.channels)};
   intensity normalisation {normalise}; scaled by {spec.scale:.6g}.

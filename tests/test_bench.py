@@ -170,3 +170,12 @@ def test_goal_reading_names_where_the_interval_lies():
     assert goal_reading(GOAL - 0.2, GOAL - 0.01) == "the whole interval lies below the goal"
     assert goal_reading(GOAL + 0.01, GOAL + 0.1) == "the whole interval lies above the goal"
     assert goal_reading(GOAL - 0.1, GOAL + 0.02).startswith("the goal lies inside it")
+
+
+def test_model_card_says_whether_dropblock_was_on_in_training():
+    from saunet.benchmarks.model_card import dropblock_text
+
+    on = dropblock_text({"dropblock": True, "block_size": 7, "keep_prob": 0.9})
+    assert "block 7" in on and "keep 0.9" in on
+    assert dropblock_text({"dropblock": True, "block_size": 7, "keep_prob": 1.0}).startswith("DropBlock off")
+    assert dropblock_text({"dropblock": False, "block_size": 7, "keep_prob": 0.9}).startswith("DropBlock off")
