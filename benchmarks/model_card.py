@@ -124,7 +124,9 @@ def validation_table(val: dict) -> str:
 
 def dropblock_text(arch: dict) -> str:
     """DropBlock as trained: keep 1.0 leaves the layers in the graph but drops nothing."""
-    if not arch.get("dropblock", True) or arch["keep_prob"] >= 1.0:
+    if not arch.get("dropblock", True):
+        return "no DropBlock"
+    if arch["keep_prob"] >= 1.0:
         return "DropBlock off in training (keep 1.0; the layers are the identity)"
     return f"DropBlock block {arch['block_size']}, keep {arch['keep_prob']} (training only)"
 

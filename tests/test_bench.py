@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from saunet.quantize.formats import FORMATS
@@ -178,4 +179,16 @@ def test_model_card_says_whether_dropblock_was_on_in_training():
     on = dropblock_text({"dropblock": True, "block_size": 7, "keep_prob": 0.9})
     assert "block 7" in on and "keep 0.9" in on
     assert dropblock_text({"dropblock": True, "block_size": 7, "keep_prob": 1.0}).startswith("DropBlock off")
-    assert dropblock_text({"dropblock": False, "block_size": 7, "keep_prob": 0.9}).startswith("DropBlock off")
+    assert dropblock_text({"dropblock": False, "block_size": 7, "keep_prob": 0.9}) == "no DropBlock"
+
+
+def test_flair_contrast_is_the_tumours_mean_over_the_rest_of_the_heads():
+    from saunet.benchmarks.intensity_levels import flair_contrast
+
+    images = np.zeros((1, 8, 8, 3), np.uint8)
+    images[0, 2:6, 2:6] = (40, 50, 40)  # the head
+    images[0, 3:5, 3:5, 1] = 100  # a tumour twice as bright in FLAIR (channel 1)
+    masks = np.zeros((1, 8, 8), np.uint8)
+    masks[0, 3:5, 3:5] = 1
+    assert flair_contrast(images, masks) == pytest.approx(2.0)
+    assert flair_contrast(images, np.zeros_like(masks)) is None
