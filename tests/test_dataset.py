@@ -21,6 +21,7 @@ from saunet.training.dataset import (
     Case,
     DataError,
     find_cases,
+    fold_split,
     load_case,
     load_cases,
     split_cases,
@@ -578,3 +579,30 @@ def test_resolution_ceiling_scores_both_targets_of_a_runs_split(dataset: Path, t
                               "--run", str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert missing.returncode != 0 and missing.stderr.strip() == f"error: {tmp_path / 'split.json'}: missing; " \
         "pass --split all, or a model inside a run folder"
+
+
+# --- fold_split -----------------------------------------------------------------
+
+@pytest.mark.parametrize("folds", [2, 5])
+def test_folds_validate_every_non_test_patient_once_and_keep_the_single_runs_test_set(folds: int) -> None:
+    names = patient_names(23, studies=2)
+    single = split_cases(names, (0.8, 0.1, 0.1), seed=4)
+    validated: list[str] = []
+    for fold in range(folds):
+        split = fold_split(names, (0.8, 0.1, 0.1), 4, folds, fold)
+        assert split["test"] == single["test"]
+        assert sorted(sum(split.values(), [])) == sorted(names)
+        sides = {side: patients_of(cases) for side, cases in split.items()}
+        assert not sides["train"] & sides["val"] and not (sides["train"] | sides["val"]) & sides["test"]
+        validated += sorted(sides["val"])
+    assert sorted(validated) == sorted(patients_of(single["train"] + single["val"]))
+    sizes = [len(patients_of(fold_split(names, (0.8, 0.1, 0.1), 4, folds, f)["val"])) for f in range(folds)]
+    assert max(sizes) - min(sizes) <= 1
+
+
+def test_folds_are_deterministic_and_refuse_impossible_numbers() -> None:
+    names = patient_names(12)
+    assert fold_split(names, (0.8, 0.1, 0.1), 0, 5, 3) == fold_split(list(reversed(names)), (0.8, 0.1, 0.1), 0, 5, 3)
+    for folds, fold in ((1, 0), (5, 5), (5, -1), (20, 0)):
+        with pytest.raises(ValueError):
+            fold_split(names, (0.8, 0.1, 0.1), 0, folds, fold)

@@ -212,3 +212,43 @@ def test_skip_bad_goes_on_and_counts(tmp_path: Path) -> None:
     result = saunet("train", "--data", str(data), "--out", str(tmp_path / "run"), "--epochs", "1", "--skip-bad", *TINY)
     assert result.returncode == 0, result.stderr
     assert "skipped 2 bad file(s)" in result.stdout
+
+
+def test_defaults_rebuild_the_bundled_models_training_command(monkeypatch) -> None:
+    """`saunet-train --data D --out O` with nothing else trains what the bundled model was trained with."""
+    from click.testing import CliRunner
+
+    from saunet.training import cli, train
+
+    bundled = json.loads((Path(__file__).resolve().parents[1] / "checkpoints" / "seed-128-grey-norm-nodrop-50"
+                          / "config.json").read_text())
+    seen = {}
+    monkeypatch.setattr(train, "train", lambda config, resume: seen.update(config=config, resume=resume))
+    result = CliRunner().invoke(cli.train, ["--data", bundled["data"], "--out", bundled["out"]])
+    assert result.exit_code == 0, result.output
+    ours = seen["config"].to_dict()
+    ours["epochs"] = train.DEFAULT_EPOCHS  # filled in when the run starts
+    assert {k: v for k, v in ours.items() if k in bundled} == {k: bundled[k] for k in ours if k in bundled}
+    assert {k: ours[k] for k in ours if k not in bundled} == {"folds": None, "fold": None}  # added since
+
+
+def test_seed_notebook_recipe_is_one_option_away(monkeypatch) -> None:
+    from click.testing import CliRunner
+
+    from saunet.training import cli, train
+
+    seen = {}
+    monkeypatch.setattr(train, "train", lambda config, resume: seen.update(config=config))
+    result = CliRunner().invoke(cli.train, ["--data", "d", "--out", "o", "--recipe", "seed-notebook", "--lr", "3e-4"])
+    assert result.exit_code == 0, result.output
+    config = seen["config"]
+    assert (config.input_size, config.loss, config.learning_rate, config.split, config.keep_prob,
+            config.normalise, config.augmentation.grey) == (256, "dice", 3e-4, (0.85, 0.10, 0.05), None, "none", 0.0)
+
+
+def test_old_config_without_newer_keys_resumes_with_the_values_it_was_trained_with() -> None:
+    from saunet.training.train import TrainConfig
+
+    old = TrainConfig.from_dict({"data": "d", "out": "o", "epochs": 3})
+    assert (old.preset, old.input_size, old.loss, old.normalise, old.split, old.folds) == \
+        ("sa-unet", 256, "dice", "none", (0.85, 0.10, 0.05), None)

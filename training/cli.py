@@ -15,7 +15,7 @@ from saunet.training.distribute import STRATEGIES
 from saunet.training.losses import LOSSES
 from saunet.training.model import PRESETS
 from saunet.training.pipeline import Augmentation
-from saunet.training.train import SCHEDULES
+from saunet.training.train import RECIPES, SCHEDULES
 
 FAILURES = (DataError, InputError, ValueError, OSError)
 
@@ -23,6 +23,14 @@ FAILURES = (DataError, InputError, ValueError, OSError)
 def fail(message: str) -> None:
     click.echo(f"error: {message}", err=True)
     sys.exit(1)
+
+
+def quiet_tensorflow(verbose: bool) -> None:
+    """TensorFlow's C++ start-up lines (oneDNN, CUDA, absl) only when asked for; must run before
+    TensorFlow is first imported."""
+    import os
+
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0" if verbose else "3"
 
 
 def parse_split(text: str) -> tuple[float, float, float]:
@@ -39,31 +47,43 @@ def parse_split(text: str) -> tuple[float, float, float]:
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="kaggle_3m folder (or any folder of <case>_<n>.tif/png pairs)")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="run folder to create (or resume)")
 @click.option("--resume", is_flag=True, help="continue the run in --out after its last finished epoch")
-@click.option("--preset", type=click.Choice(list(PRESETS)), default="sa-unet")
-@click.option("--input-size", default=256, help="square input side (divisible by 2**levels)")
-@click.option("--base-filters", type=int, default=None, help="first level's width [preset: 16]")
-@click.option("--block-size", type=int, default=None, help="DropBlock block size [preset: 7]")
-@click.option("--keep-prob", type=float, default=None, help="DropBlock keep probability [preset: 0.9]")
+@click.option("--recipe", type=click.Choice(list(RECIPES)), default="saunet",
+              help="the settings every option below defaults to: saunet (the bundled model's) or seed-notebook "
+                   "(the notebook the project grew from: 256x256, Dice loss, lr 1e-4, DropBlock on, 85/10/5 split)")
+@click.option("--folds", type=click.IntRange(min=2), default=None,
+              help="cross-validation: deal the non-test patients into this many folds (the test patients stay those "
+                   "of --split and --seed)")
+@click.option("--fold", type=click.IntRange(min=0), default=None, help="cross-validation: the fold to validate on (0-based)")
+@click.option("--preset", type=click.Choice(list(PRESETS)), default=None, help="architecture [recipe: seed]")
+@click.option("--input-size", type=click.IntRange(min=16), default=None,
+              help="square input side, divisible by 2**levels [recipe: 128]")
+@click.option("--base-filters", type=click.IntRange(min=1), default=None, help="first level's width [preset: 16]")
+@click.option("--block-size", type=click.IntRange(min=1), default=None, help="DropBlock block size [preset: 7]")
+@click.option("--keep-prob", type=click.FloatRange(0.0, 1.0, min_open=True), default=None,
+              help="DropBlock keep probability, 1 for off [recipe: 1.0]")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
               help="epochs in all [default: 50; with --resume: the run's own]")
-@click.option("--batch-size", default=32, help="global batch (split over replicas)")
-@click.option("--lr", "learning_rate", default=1e-4, help="Adam learning rate (the peak, with --schedule cosine)")
-@click.option("--schedule", type=click.Choice(SCHEDULES), default="constant",
-              help="learning rate over the run: constant, or cosine decay to 1% of --lr at the last epoch")
-@click.option("--loss", type=click.Choice(LOSSES), default="dice")
-@click.option("--smooth", default=100.0, help="Dice smoothing term")
-@click.option("--split", "split_text", default="0.85/0.10/0.05", help="train/val/test fractions of patients")
-@click.option("--seed", default=0, help="seed of the patient split and of training")
-@click.option("--rotation", default=0.25, help="augmentation: max rotation, degrees")
-@click.option("--shift", default=0.05, help="augmentation: max shift, fraction of the side")
-@click.option("--shear", default=0.05, help="augmentation: max shear, degrees")
-@click.option("--zoom", default=0.05, help="augmentation: zoom range 1 +/- this")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="global batch, split over replicas [recipe: 16]")
+@click.option("--lr", "learning_rate", type=click.FloatRange(0.0, 1.0, min_open=True), default=None,
+              help="Adam learning rate, the peak with --schedule cosine [recipe: 1e-3]")
+@click.option("--schedule", type=click.Choice(SCHEDULES), default=None,
+              help="learning rate over the run: constant, or cosine decay to 1% of --lr at the last epoch [recipe: cosine]")
+@click.option("--loss", type=click.Choice(LOSSES), default=None, help="[recipe: bce-dice]")
+@click.option("--smooth", type=click.FloatRange(0.0, 1e6), default=100.0, help="Dice smoothing term")
+@click.option("--split", "split_text", default=None, help="train/val/test fractions of patients [recipe: 0.8/0.1/0.1]")
+@click.option("--seed", type=click.IntRange(min=0), default=0, help="seed of the patient split and of training")
+@click.option("--rotation", type=click.FloatRange(0.0, 180.0), default=0.25, help="augmentation: max rotation, degrees")
+@click.option("--shift", type=click.FloatRange(0.0, 0.5), default=0.05, help="augmentation: max shift, fraction of the side")
+@click.option("--shear", type=click.FloatRange(0.0, 45.0), default=0.05, help="augmentation: max shear, degrees")
+@click.option("--zoom", type=click.FloatRange(0.0, 0.9), default=0.05, help="augmentation: zoom range 1 +/- this")
 @click.option("--flip/--no-flip", default=True, help="augmentation: random left-right flip")
-@click.option("--grey", default=0.0, help="augmentation: probability of a grey slice (FLAIR in all three channels)")
+@click.option("--grey", type=click.FloatRange(0.0, 1.0), default=None,
+              help="augmentation: probability of a grey slice, FLAIR in all three channels [recipe: 0.1]")
 @click.option("--no-augment", is_flag=True, help="no augmentation at all")
-@click.option("--normalise", type=click.Choice(NORMALISATIONS), default="none",
+@click.option("--normalise", type=click.Choice(NORMALISATIONS), default=None,
               help="intensity normalisation of each slice, kept in the exported models: channel-median scales each "
-                   "channel to one median brightness over the head (scans stored at different levels)")
+                   "channel to one median brightness over the head (scans stored at different levels) "
+                   "[recipe: channel-median]")
 @click.option("--tumour-share", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True), default=None,
               help="draw each training slice with tumour with this probability (the data's own share, about 1/3, "
                    "when not given); an epoch keeps its number of slices")
@@ -75,21 +95,37 @@ def parse_split(text: str) -> tuple[float, float, float]:
                    "saunet_float.keras) to fine-tune it: same preset and widths, any input size")
 @click.option("--strategy", type=click.Choice(STRATEGIES), default="auto", help="tf.distribute strategy")
 @click.option("--skip-bad", is_flag=True, help="skip unreadable or unpaired files (and count them) instead of stopping")
-def train(data, out, resume, preset, input_size, base_filters, block_size, keep_prob, epochs, batch_size,
-          learning_rate, schedule, loss, smooth, split_text, seed, rotation, shift, shear, zoom, flip, grey, no_augment,
-          normalise, tumour_share, mask_targets, init_from, strategy, skip_bad) -> None:
-    """Train SA-UNet on the LGG MRI slices, split by patient, into a resumable run folder."""
-    from saunet.training.train import RunError, TrainConfig
+@click.option("--verbose", is_flag=True, help="show TensorFlow's own start-up and device messages")
+def train(data, out, resume, recipe, folds, fold, preset, input_size, base_filters, block_size, keep_prob, epochs,
+          batch_size, learning_rate, schedule, loss, smooth, split_text, seed, rotation, shift, shear, zoom, flip,
+          grey, no_augment, normalise, tumour_share, mask_targets, init_from, strategy, skip_bad, verbose) -> None:
+    """Train SA-UNet on the LGG MRI slices, split by patient, into a resumable run folder.
+
+    With no options it trains the bundled model's recipe; --folds K --fold I trains one fold of
+    a patient-level cross-validation (one run folder a fold; score them together with
+    saunet-eval --model RUN_0 --model RUN_1 ...).
+    """
+    if (folds is None) != (fold is None):
+        raise click.UsageError("--folds and --fold go together")
+    if folds is not None and fold >= folds:
+        raise click.BadParameter(f"{fold} is not below --folds {folds}", param_hint="--fold")
+    quiet_tensorflow(verbose)
+    from saunet.training.train import RunError, TrainConfig, recipe_config
     from saunet.training.train import train as run_training
 
-    augmentation = None if no_augment else Augmentation(rotation, shift, shear, zoom, flip, grey)
-    config = TrainConfig(
-        data=str(data), out=str(out), preset=preset, input_size=input_size, base_filters=base_filters,
-        block_size=block_size, keep_prob=keep_prob, epochs=epochs, batch_size=batch_size,
-        learning_rate=learning_rate, schedule=schedule, loss=loss, smooth=smooth, split=parse_split(split_text), seed=seed,
-        augmentation=augmentation, strategy=strategy, skip_bad=skip_bad, normalise=normalise,
-        tumour_share=tumour_share, mask_targets=mask_targets, init_from=str(init_from) if init_from else None,
-    )
+    given = {"preset": preset, "input_size": input_size, "keep_prob": keep_prob, "batch_size": batch_size,
+             "learning_rate": learning_rate, "schedule": schedule, "loss": loss, "normalise": normalise,
+             "split": parse_split(split_text) if split_text else None}
+    config = recipe_config(
+        recipe, given, data=str(data), out=str(out), base_filters=base_filters, block_size=block_size, epochs=epochs,
+        smooth=smooth, seed=seed, strategy=strategy, skip_bad=skip_bad, tumour_share=tumour_share,
+        mask_targets=mask_targets, init_from=str(init_from) if init_from else None, folds=folds, fold=fold)
+    if no_augment:
+        config.augmentation = None
+    else:
+        config.augmentation = Augmentation(rotation, shift, shear, zoom, flip,
+                                           config.augmentation.grey if grey is None else grey)
+    assert isinstance(config, TrainConfig)
     try:
         run_training(config, resume=resume)
     except KeyboardInterrupt:

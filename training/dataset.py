@@ -155,6 +155,32 @@ def split_cases(
     return split
 
 
+def fold_split(
+    names: list[str], fractions: tuple[float, float, float], seed: int, folds: int, fold: int
+) -> dict[str, list[str]]:
+    """Patient-level K-fold cross-validation: fold `fold` of `folds` over the non-test patients.
+
+    The test patients are exactly those of split_cases(names, fractions, seed), so the held-out
+    test set of a cross-validation is the one a single run with the same --split and --seed keeps
+    aside. The other patients are shuffled (by seed) and dealt into `folds` folds; fold `fold`
+    validates, the rest trains. Every non-test patient validates in exactly one fold.
+    """
+    if folds < 2 or not 0 <= fold < folds:
+        raise ValueError(f"fold {fold} of {folds}: need at least 2 folds and 0 <= fold < folds")
+    test_names = set(split_cases(names, fractions, seed)["test"])
+    pool = sorted({Case(name, []).patient for name in names if name not in test_names})
+    if len(pool) < folds:
+        raise ValueError(f"{len(pool)} non-test patients are too few for {folds} folds")
+    order = [pool[i] for i in np.random.default_rng([seed, folds]).permutation(len(pool))]
+    val = set(order[fold::folds])
+    split: dict[str, list[str]] = {name: [] for name in SPLITS}
+    for name in sorted(names):
+        patient = Case(name, []).patient
+        side = "test" if name in test_names else "val" if patient in val else "train"
+        split[side].append(name)
+    return split
+
+
 def training_mask(mask: np.ndarray, size: int, targets: str) -> np.ndarray:
     """A 0/1 mask at size x size as a training target.
 

@@ -30,7 +30,7 @@ from saunet.runtime.files import atomic_path, write_text
 from saunet.runtime.metrics import score_patients
 from saunet.runtime.preprocess import Preprocessing, normalise_intensity
 from saunet.training import distribute
-from saunet.training.dataset import BadFiles, Volume, find_cases, load_cases, split_cases, stack
+from saunet.training.dataset import BadFiles, Volume, find_cases, fold_split, load_cases, split_cases, stack
 from saunet.training.evaluate import keras_predictor, predict_volumes
 from saunet.training.keras import keras
 from saunet.training.losses import make_loss, training_metrics
@@ -43,6 +43,17 @@ SELECT_ON = "val_dice_3d"
 SCHEDULES = ("constant", "cosine")
 
 
+#: Named recipes, as the TrainConfig fields where they differ from its defaults ("saunet").
+RECIPES: dict[str, dict] = {
+    "saunet": {},
+    "seed-notebook": {
+        "preset": "seed", "input_size": 256, "batch_size": 32, "learning_rate": 1e-4, "schedule": "constant",
+        "loss": "dice", "split": (0.85, 0.10, 0.05), "keep_prob": None, "normalise": "none",
+        "augmentation": Augmentation(grey=0.0),
+    },
+}
+
+
 class RunError(ValueError):
     """A run folder that cannot be started or resumed (one line)."""
 
@@ -53,31 +64,37 @@ DEFAULT_EPOCHS = 50
 
 @dataclass
 class TrainConfig:
-    """Everything a run depends on; saved as config.json and reloaded by --resume."""
+    """Everything a run depends on; saved as config.json and reloaded by --resume.
+
+    The defaults are the best recipe the project knows (the one the bundled model was trained
+    with, docs/experiments.md); RECIPES names the others.
+    """
 
     data: str
     out: str
-    preset: str = "sa-unet"
-    input_size: int = 256
+    preset: str = "seed"
+    input_size: int = 128
     base_filters: int | None = None
     block_size: int | None = None
-    keep_prob: float | None = None
+    keep_prob: float | None = 1.0
     epochs: int | None = None
-    batch_size: int = 32
-    learning_rate: float = 1e-4
-    schedule: str = "constant"
-    loss: str = "dice"
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    schedule: str = "cosine"
+    loss: str = "bce-dice"
     smooth: float = 100.0
-    split: tuple[float, float, float] = (0.85, 0.10, 0.05)
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1)
     seed: int = 0
-    augmentation: Augmentation = field(default_factory=Augmentation)
+    augmentation: Augmentation = field(default_factory=lambda: Augmentation(grey=0.1))
     strategy: str = "auto"
     skip_bad: bool = False
     samples: int = 6
-    normalise: str = "none"
+    normalise: str = "channel-median"
     tumour_share: float | None = None
     mask_targets: str = "nearest"
     init_from: str | None = None
+    folds: int | None = None
+    fold: int | None = None
 
     def to_dict(self) -> dict:
         values = asdict(self)
@@ -86,11 +103,28 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
+        """A saved config.json; keys it lacks (written before they existed) take the values they
+        had then, so an old run folder resumes and scores as it was trained."""
         names = {f.name for f in fields(cls)}
-        values = {k: v for k, v in values.items() if k in names}
-        values["split"] = tuple(values.get("split", (0.85, 0.10, 0.05)))
-        values["augmentation"] = Augmentation(**values.get("augmentation", {}))
+        values = {**SAVED_BEFORE_RECIPES, **{k: v for k, v in values.items() if k in names}}
+        values["split"] = tuple(values["split"])
+        augmentation = values["augmentation"]
+        values["augmentation"] = augmentation if isinstance(augmentation, Augmentation) else Augmentation(**augmentation)
         return cls(**values)
+
+
+#: What a config.json without a key meant before the defaults became the "saunet" recipe.
+SAVED_BEFORE_RECIPES: dict = {
+    "preset": "sa-unet", "input_size": 256, "keep_prob": None, "batch_size": 32, "learning_rate": 1e-4,
+    "schedule": "constant", "loss": "dice", "split": (0.85, 0.10, 0.05), "augmentation": {}, "normalise": "none",
+}
+
+
+def recipe_config(recipe: str, given: dict, **settings) -> TrainConfig:
+    """A TrainConfig from a named recipe, the options given on the command line (None: not given)
+    and the settings no recipe fixes."""
+    values = {**RECIPES[recipe], **{k: v for k, v in given.items() if v is not None}, **settings}
+    return TrainConfig(**values)
 
 
 def learning_rate(peak: float, schedule: str, steps: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
@@ -293,7 +327,9 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
 
     bad = BadFiles(config.skip_bad)
     cases = find_cases(config.data, bad)
-    split = split_cases([c.name for c in cases], config.split, config.seed)
+    names = [c.name for c in cases]
+    split = fold_split(names, config.split, config.seed, config.folds, config.fold) if config.folds \
+        else split_cases(names, config.split, config.seed)
     if resume and (run.path / "split.json").exists():
         saved_split = run.read_json("split.json")
         if {k: saved_split[k] for k in split} != split:
@@ -320,7 +356,8 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
                                        "architecture": describe(preset_spec(config.preset, config.base_filters,
                                                                             config.block_size, config.keep_prob)),
                                        "versions": versions()})
-        run.write_json("split.json", {**split, "seed": config.seed, "fractions": list(config.split)})
+        folds = {"folds": config.folds, "fold": config.fold} if config.folds else {}
+        run.write_json("split.json", {**split, "seed": config.seed, "fractions": list(config.split), **folds})
 
     with strategy.scope():
         if state["epoch"]:
