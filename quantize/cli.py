@@ -10,11 +10,12 @@ import click
 import saunet.quantize  # noqa: F401  (Keras 2 before TensorFlow)
 from saunet.quantize.formats import BY_NAME, table
 from saunet.runtime.files import atomic_path
+from saunet.runtime.interpreter import NoInterpreterError, find_backend
 from saunet.runtime.metadata import ModelError
 from saunet.runtime.preprocess import InputError
 from saunet.training.dataset import DataError
 
-FAILURES = (DataError, InputError, ModelError, ValueError, OSError)
+FAILURES = (DataError, InputError, ModelError, NoInterpreterError, ValueError, OSError)
 
 
 def output_paths(source: Path, run: Path, out: Path | None, names: list[str]) -> dict[str, Path]:
@@ -75,6 +76,7 @@ def export(source: Path, names: list[str], out: Path | None, data: Path | None, 
     from saunet.training.dataset import find_cases, load_cases, stack
     from saunet.training.evaluate import keras_predictor, load_keras_model
 
+    find_backend()  # the parity check runs the exports: refuse before writing any if it cannot
     model, run, spec = load_keras_model(source)
     if model.name not in ("saunet_seed", "saunet_sa_unet"):
         model_file = source / "best.keras" if source.is_dir() else source

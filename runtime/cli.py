@@ -10,10 +10,10 @@ import click
 import numpy as np
 
 from saunet.runtime import __version__
-from saunet.runtime.files import write_text
+from saunet.runtime.files import OutputError, exit_cleanly_on_signals
 from saunet.runtime.interpreter import DelegateError
 from saunet.runtime.metadata import ModelError
-from saunet.runtime.outputs import summarize, write_outputs
+from saunet.runtime.outputs import prepare_output_folder, summarize, write_outputs, write_results
 from saunet.runtime.preprocess import IMAGE_SUFFIXES, InputError, read_image
 from saunet.runtime.segmenter import Segmenter
 
@@ -117,6 +117,7 @@ def segment_all(items: list[tuple[Path, bool]], segmenter: Segmenter, threshold:
               help="tumour probability threshold [default: the model's, from its metadata]")
 @click.option("--json", "print_json", is_flag=True, help="print results.json to stdout")
 @click.version_option(__version__, prog_name="saunet-run")
+@exit_cleanly_on_signals()
 def main(inputs, model, out, threads, delegate, cpu_fallback, threshold, print_json) -> None:
     """Segment FLAIR abnormality in brain-MRI slices (PNG, TIFF or JPEG files, or folders of them).
 
@@ -136,16 +137,20 @@ def main(inputs, model, out, threads, delegate, cpu_fallback, threshold, print_j
     threshold = segmenter.spec.threshold if threshold is None else threshold
 
     try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        click.echo(f"error: {out}: cannot create the output folder ({error.strerror or error})", err=True)
+        prepare_output_folder(out)
+    except OutputError as error:
+        click.echo(f"error: {error}", err=True)
         sys.exit(1)
     items = collect(inputs)
     results = segment_all(items, segmenter, threshold, out)
     failures = sum("error" in item for item in results)
     report = {"model": str(model), "backend": segmenter.backend, "delegate": segmenter.delegate,
               "threshold": threshold, "saunet": __version__, "results": results}
-    write_text(out / "results.json", json.dumps(report, indent=2) + "\n")
+    try:
+        write_results(out, report)
+    except OutputError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(1)
     if print_json:
         click.echo(json.dumps(report, indent=2))
     click.echo(f"{len(items) - failures} of {len(items)} input(s) segmented; outputs in {out}", err=True)

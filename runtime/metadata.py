@@ -8,6 +8,7 @@ Model.metadata[i] = {name, buffer} and Model.buffers[buffer].data.
 from __future__ import annotations
 
 import json
+import math
 import struct
 from pathlib import Path
 
@@ -92,7 +93,59 @@ def read_metadata(path: Path | str, data: bytes | None = None) -> dict:
                 if payload is None:  # stored after the FlatBuffer (models over 2 GB)
                     offset, size = buffer.scalar(BUFFER_OFFSET, "Q"), buffer.scalar(BUFFER_SIZE, "Q")
                     payload = data[offset : offset + size]
-                return json.loads(payload.decode())
+                metadata = json.loads(payload.decode())
+                break
+        else:
+            raise ModelError(path, "a TFLite model without saunet metadata; export it with saunet-export")
     except (struct.error, IndexError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ModelError(path, f"corrupt or truncated TFLite model ({type(error).__name__})") from None
-    raise ModelError(path, "a TFLite model without saunet metadata; export it with saunet-export")
+    if not isinstance(metadata, dict):
+        raise ModelError(path, f"its saunet metadata is a JSON {type(metadata).__name__}, not an object")
+    return metadata
+
+
+#: The largest input side a saunet model may declare (the data set's slices are 256).
+MAX_INPUT_SIZE = 4096
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_preprocessing(path: Path | str, metadata: dict) -> dict:
+    """The metadata's `preprocessing` section, refused (ModelError) unless every value is usable.
+
+    A crafted or foreign model must not reach the pixels with a threshold of NaN or 2, a
+    negative size or an unknown normalisation: each would give masks that look like answers.
+    Keys this version does not know are refused too, since a newer saunet may have added a
+    step this one would silently skip.
+    """
+    from saunet.runtime.preprocess import NORMALISATIONS, Preprocessing
+
+    values = metadata.get("preprocessing")
+    if not isinstance(values, dict):
+        raise ModelError(path, "its saunet metadata has no preprocessing section")
+    unknown = sorted(set(values) - set(Preprocessing.__dataclass_fields__))
+    if unknown:
+        raise ModelError(path, f"its preprocessing metadata has unknown key {unknown[0]!r}; a newer saunet may "
+                               "have made it")
+    problems = []
+    size = values.get("input_size", Preprocessing.input_size)
+    if not (isinstance(size, int) and not isinstance(size, bool) and 1 <= size <= MAX_INPUT_SIZE):
+        problems.append(f"input_size {size!r} is not a whole number from 1 to {MAX_INPUT_SIZE}")
+    channels = values.get("channels", list(Preprocessing.channels))
+    if not (isinstance(channels, list) and len(channels) == 3 and all(isinstance(c, str) for c in channels)):
+        problems.append(f"channels {channels!r} is not a list of three names")
+    scale = values.get("scale", Preprocessing.scale)
+    if not (_number(scale) and scale > 0):
+        problems.append(f"scale {scale!r} is not a positive finite number")
+    threshold = values.get("threshold", Preprocessing.threshold)
+    if not (_number(threshold) and 0 <= threshold <= 1):
+        problems.append(f"threshold {threshold!r} is not a number from 0 to 1")
+    normalise = values.get("normalise", Preprocessing.normalise)
+    if normalise not in NORMALISATIONS:
+        problems.append(f"normalisation {normalise!r} is unknown (known: {', '.join(NORMALISATIONS)}); a newer "
+                        "saunet may have made it")
+    if problems:
+        raise ModelError(path, "its preprocessing metadata is not usable: " + problems[0])
+    return values

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from saunet.runtime.interpreter import make_interpreter
-from saunet.runtime.metadata import ModelError, read_metadata
+from saunet.runtime.interpreter import check_tensors, make_interpreter
+from saunet.runtime.metadata import ModelError, check_preprocessing, read_metadata
 from saunet.runtime.preprocess import Preprocessing, model_pixels, resize_probability, to_input
 
 
@@ -36,21 +36,17 @@ class Segmenter:
                  backend: str | None = None):
         self.path = Path(model_path)
         self.metadata = read_metadata(self.path)
+        values = check_preprocessing(self.path, self.metadata)
         try:
-            self.spec = Preprocessing.from_dict(self.metadata.get("preprocessing", {}))
+            self.spec = Preprocessing.from_dict(values)
         except (TypeError, ValueError) as error:
             raise ModelError(self.path, f"its preprocessing metadata is not usable ({error}); a newer saunet may "
                                         "have made it") from None
         self.interpreter, self.backend = make_interpreter(self.path, threads, delegate, backend)
         self.delegate = delegate
-        (self.input,) = self.interpreter.get_input_details()
-        (self.output,) = self.interpreter.get_output_details()
-        size = self.spec.input_size
-        if tuple(self.input["shape"]) != (1, size, size, len(self.spec.channels)):
-            raise ModelError(self.path, f"input shape {tuple(self.input['shape'])} is not the 1x{size}x{size}x"
-                                        f"{len(self.spec.channels)} image its metadata describes")
-        if tuple(self.output["shape"]) != (1, size, size, 1):
-            raise ModelError(self.path, f"output shape {tuple(self.output['shape'])} is not a 1x{size}x{size}x1 mask")
+        inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
+        check_tensors(self.path, inputs, outputs, self.spec.input_size)
+        (self.input,), (self.output,) = inputs, outputs
 
     def model_input(self, pixels: np.ndarray) -> np.ndarray:
         """The input tensor for one HxWx3 uint8 scan (batch of 1), in the model's input type.
