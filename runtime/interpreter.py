@@ -88,7 +88,8 @@ def check_delegate_library(library: str) -> None:
     try:
         handle = ctypes.CDLL(library)
     except OSError as error:
-        raise DelegateError(f"{library}: delegate library cannot be loaded ({_one_line(error)})") from None
+        why = _one_line(error).removeprefix(f"{library}: ")
+        raise DelegateError(f"{library}: delegate library cannot be loaded ({why})") from None
     missing = [symbol for symbol in DELEGATE_SYMBOLS if not hasattr(handle, symbol)]
     if missing:
         raise DelegateError(f"{library}: not a TFLite delegate library (it lacks {missing[0]})")
