@@ -12,6 +12,7 @@ from saunet.quantize.formats import BY_NAME, table
 from saunet.runtime.files import atomic_path
 from saunet.runtime.interpreter import NoInterpreterError, find_backend
 from saunet.runtime.metadata import ModelError
+from saunet.runtime.options import FiniteFloatRange
 from saunet.runtime.preprocess import InputError
 from saunet.training.dataset import DataError
 
@@ -38,11 +39,15 @@ def output_paths(source: Path, run: Path, out: Path | None, names: list[str]) ->
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="output file (one format) or name stem [default: RUN/export/saunet_<format>.tflite]")
 @click.option("--data", type=click.Path(path_type=Path), default=None, help="data folder [default: the run's]")
-@click.option("--qat-epochs", default=2, help="quantization-aware fine-tuning epochs")
-@click.option("--qat-lr", default=1e-5, help="quantization-aware fine-tuning learning rate")
-@click.option("--qat-steps", type=int, default=None, help="steps per QAT epoch [default: all training slices]")
-@click.option("--calibration", default=200, help="training slices used to calibrate int8 ranges")
-@click.option("--tolerance", default=0.01, help="largest allowed drop of mean per-patient Dice")
+@click.option("--qat-epochs", type=click.IntRange(min=1), default=2, help="quantization-aware fine-tuning epochs")
+@click.option("--qat-lr", type=FiniteFloatRange(0.0, 1.0, min_open=True), default=1e-5,
+              help="quantization-aware fine-tuning learning rate")
+@click.option("--qat-steps", type=click.IntRange(min=1), default=None,
+              help="steps per QAT epoch [default: all training slices]")
+@click.option("--calibration", type=click.IntRange(min=1), default=200,
+              help="training slices used to calibrate int8 ranges")
+@click.option("--tolerance", type=FiniteFloatRange(0.0, 1.0), default=0.01,
+              help="largest allowed drop of mean per-patient Dice")
 @click.option("--allow-drop", is_flag=True, help="exit 0 even when an export drops more than --tolerance")
 @click.option("--force", is_flag=True, help="overwrite existing output files")
 @click.option("--edgetpu", is_flag=True, help="check the int8 model for the Coral Edge TPU (compiler if installed)")

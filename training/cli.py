@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import click
 
 import saunet.training  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from saunet.runtime.files import write_text
+from saunet.runtime.options import FiniteFloatRange
 from saunet.runtime.preprocess import NORMALISATIONS, InputError
 from saunet.training.dataset import MASK_TARGETS, DataError
 from saunet.training.distribute import STRATEGIES
@@ -39,7 +41,12 @@ def parse_split(text: str) -> tuple[float, float, float]:
     except ValueError:
         parts = ()
     if len(parts) != 3:
-        raise click.BadParameter(f"{text!r}: give three train/val/test fractions, e.g. 0.85/0.10/0.05")
+        raise click.BadParameter(f"{text!r}: give three train/val/test fractions, e.g. 0.85/0.10/0.05",
+                                 param_hint="--split")
+    if not all(math.isfinite(p) and 0 <= p <= 1 for p in parts) or not math.isclose(sum(parts), 1.0, abs_tol=1e-6) \
+            or parts[0] <= 0 or parts[1] <= 0:
+        raise click.BadParameter(f"{text!r}: three fractions from 0 to 1 summing to 1, with some training and "
+                                 "validation patients, e.g. 0.8/0.1/0.1", param_hint="--split")
     return parts
 
 
@@ -59,32 +66,33 @@ def parse_split(text: str) -> tuple[float, float, float]:
               help="square input side, divisible by 2**levels [recipe: 128]")
 @click.option("--base-filters", type=click.IntRange(min=1), default=None, help="first level's width [preset: 16]")
 @click.option("--block-size", type=click.IntRange(min=1), default=None, help="DropBlock block size [preset: 7]")
-@click.option("--keep-prob", type=click.FloatRange(0.0, 1.0, min_open=True), default=None,
+@click.option("--keep-prob", type=FiniteFloatRange(0.0, 1.0, min_open=True), default=None,
               help="DropBlock keep probability, 1 for off [recipe: 1.0]")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
               help="epochs in all [default: 50; with --resume: the run's own]")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="global batch, split over replicas [recipe: 16]")
-@click.option("--lr", "learning_rate", type=click.FloatRange(0.0, 1.0, min_open=True), default=None,
+@click.option("--lr", "learning_rate", type=FiniteFloatRange(0.0, 1.0, min_open=True), default=None,
               help="Adam learning rate, the peak with --schedule cosine [recipe: 1e-3]")
 @click.option("--schedule", type=click.Choice(SCHEDULES), default=None,
               help="learning rate over the run: constant, or cosine decay to 1% of --lr at the last epoch [recipe: cosine]")
 @click.option("--loss", type=click.Choice(LOSSES), default=None, help="[recipe: bce-dice]")
-@click.option("--smooth", type=click.FloatRange(0.0, 1e6), default=100.0, help="Dice smoothing term")
+@click.option("--smooth", type=FiniteFloatRange(0.0, 1e6), default=100.0, help="Dice smoothing term")
 @click.option("--split", "split_text", default=None, help="train/val/test fractions of patients [recipe: 0.8/0.1/0.1]")
-@click.option("--seed", type=click.IntRange(min=0), default=0, help="seed of the patient split and of training")
-@click.option("--rotation", type=click.FloatRange(0.0, 180.0), default=0.25, help="augmentation: max rotation, degrees")
-@click.option("--shift", type=click.FloatRange(0.0, 0.5), default=0.05, help="augmentation: max shift, fraction of the side")
-@click.option("--shear", type=click.FloatRange(0.0, 45.0), default=0.05, help="augmentation: max shear, degrees")
-@click.option("--zoom", type=click.FloatRange(0.0, 0.9), default=0.05, help="augmentation: zoom range 1 +/- this")
+@click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=0, help="seed of the patient split and of training")
+@click.option("--rotation", type=FiniteFloatRange(0.0, 180.0), default=0.25, help="augmentation: max rotation, degrees")
+@click.option("--shift", type=FiniteFloatRange(0.0, 0.5), default=0.05,
+              help="augmentation: max shift, fraction of the side")
+@click.option("--shear", type=FiniteFloatRange(0.0, 45.0), default=0.05, help="augmentation: max shear, degrees")
+@click.option("--zoom", type=FiniteFloatRange(0.0, 0.9), default=0.05, help="augmentation: zoom range 1 +/- this")
 @click.option("--flip/--no-flip", default=True, help="augmentation: random left-right flip")
-@click.option("--grey", type=click.FloatRange(0.0, 1.0), default=None,
+@click.option("--grey", type=FiniteFloatRange(0.0, 1.0), default=None,
               help="augmentation: probability of a grey slice, FLAIR in all three channels [recipe: 0.1]")
 @click.option("--no-augment", is_flag=True, help="no augmentation at all")
 @click.option("--normalise", type=click.Choice(NORMALISATIONS), default=None,
               help="intensity normalisation of each slice, kept in the exported models: channel-median scales each "
                    "channel to one median brightness over the head (scans stored at different levels) "
                    "[recipe: channel-median]")
-@click.option("--tumour-share", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True), default=None,
+@click.option("--tumour-share", type=FiniteFloatRange(0.0, 1.0, min_open=True, max_open=True), default=None,
               help="draw each training slice with tumour with this probability (the data's own share, about 1/3, "
                    "when not given); an epoch keeps its number of slices")
 @click.option("--mask-targets", type=click.Choice(MASK_TARGETS), default="nearest",
@@ -120,6 +128,10 @@ def train(data, out, resume, recipe, folds, fold, preset, input_size, base_filte
         recipe, given, data=str(data), out=str(out), base_filters=base_filters, block_size=block_size, epochs=epochs,
         smooth=smooth, seed=seed, strategy=strategy, skip_bad=skip_bad, tumour_share=tumour_share,
         mask_targets=mask_targets, init_from=str(init_from) if init_from else None, folds=folds, fold=fold)
+    pools = 2 ** len(PRESETS[config.preset].filters)
+    if config.input_size % pools:
+        raise click.BadParameter(f"{config.input_size} is not divisible by {pools} (the {config.preset} preset's "
+                                 "poolings)", param_hint="--input-size")
     if no_augment:
         config.augmentation = None
     else:
@@ -140,7 +152,7 @@ def train(data, out, resume, recipe, folds, fold, preset, input_size, base_filte
               help="a run folder (its best.keras) or a .keras file inside one")
 @click.option("--split", default="test", help="which patients of the run's split.json: train, val, test or all")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="also write the scores here")
-@click.option("--threshold", type=click.FloatRange(0, 1), default=None,
+@click.option("--threshold", type=FiniteFloatRange(0, 1), default=None,
               help="tumour probability threshold [default: the model's, from its config]")
 @click.option("--skip-bad", is_flag=True, help="skip unreadable or unpaired files instead of stopping")
 def evaluate(data, model_path, split, json_out, threshold, skip_bad) -> None:

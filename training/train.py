@@ -313,7 +313,11 @@ def start_or_resume(config: TrainConfig, resume: bool, run: RunFolder) -> tuple[
         saved.data, saved.epochs = config.data, config.epochs or saved.epochs
         return saved, state
     if run.chief and (run.path / "config.json").exists():
-        raise RunError(f"{run.path}: already holds a run; add --resume to continue it, or choose another --out")
+        finished = run.read_json("state.json").get("epoch", 0) if (run.path / "state.json").exists() else 0
+        if finished or (run.path / "last.keras").exists():
+            raise RunError(f"{run.path}: already holds a run; add --resume to continue it, or choose another --out")
+        # A run that stopped before its first epoch finished has nothing to keep: start it afresh.
+        print(f"note: {run.path} holds a run that finished no epoch; starting it again", flush=True)
     return replace(config, epochs=config.epochs or DEFAULT_EPOCHS), {"epoch": 0}
 
 
