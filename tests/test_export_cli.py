@@ -52,12 +52,20 @@ def test_export_writes_models_and_parity_report(run: tuple[Path, Path], tmp_path
         f"error: {tmp_path / 'tiny_float32.tflite'}: exists; add --force to overwrite it"
 
 
-def test_gate_fails_on_a_drop_beyond_tolerance(run: tuple[Path, Path], tmp_path: Path) -> None:
+def test_a_failed_gate_exits_2_and_still_writes_the_report(run: tuple[Path, Path], tmp_path: Path) -> None:
+    """The CLI's side of the gate (its arithmetic: test_parity_gate.py): every export made to fail it."""
     folder, _ = run
-    result = cli("saunet.quantize", str(folder), "--ptq", "--out", str(tmp_path / "m.tflite"), "--tolerance", "-1")
-    assert result.returncode == 2
-    assert "dropped by more than -1.0" in result.stderr.strip().splitlines()[-1]
-    assert (tmp_path / "m_parity.md").is_file()
+    result = run_python(f"""
+import sys
+import saunet.quantize.parity as parity
+from saunet.quantize.cli import main
+parity.passes_gate = lambda change, tolerance: False
+sys.argv = ["saunet-export", {str(folder)!r}, "--ptq", "--out", {str(tmp_path / "m.tflite")!r}]
+main()
+""")
+    assert result.returncode == 2, result.stderr
+    assert "int8-ptq: mean per-patient Dice dropped by more than 0.01" in result.stderr.strip().splitlines()[-1]
+    assert (tmp_path / "m_parity.md").is_file() and "| FAIL |" in (tmp_path / "m_parity.md").read_text()
 
 
 @pytest.mark.parametrize("case", ["no-checkpoint", "corrupt-checkpoint", "not-saunet", "no-training-data"])
