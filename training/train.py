@@ -109,7 +109,8 @@ class TrainConfig:
         values = {**SAVED_BEFORE_RECIPES, **{k: v for k, v in values.items() if k in names}}
         values["split"] = tuple(values["split"])
         augmentation = values["augmentation"]
-        values["augmentation"] = augmentation if isinstance(augmentation, Augmentation) else Augmentation(**augmentation)
+        if isinstance(augmentation, dict):  # None: trained with --no-augment
+            values["augmentation"] = Augmentation(**augmentation)
         return cls(**values)
 
 
