@@ -26,6 +26,7 @@ from saunet.benchmarks import machine
 from saunet.quantize.formats import FORMATS
 from saunet.runtime.files import atomic_path
 from saunet.runtime.interpreter import EDGETPU_LIBRARY
+from saunet.runtime.spec import ModelSpec
 
 
 @dataclass
@@ -92,7 +93,7 @@ def export_missing(run: Path, data: Path, settings: Settings) -> dict[str, Path]
     return paths
 
 
-def export_onnx(model, path: Path) -> Path:
+def export_onnx(model, spec: ModelSpec, path: Path) -> Path:
     """The float model (batch 1, without DropBlock) as ONNX through tf2onnx, unless already there."""
     if path.is_file():
         return path
@@ -101,7 +102,7 @@ def export_onnx(model, path: Path) -> Path:
 
     from saunet.quantize.qat import without_dropblock
 
-    static = without_dropblock(model, batch_size=1)
+    static = without_dropblock(model, spec, batch_size=1)
     signature = (tf.TensorSpec(static.input_shape, tf.float32, name="image"),)
     proto, _ = tf2onnx.convert.from_keras(static, input_signature=signature, opset=17)
     with atomic_path(path) as partial:
@@ -113,6 +114,8 @@ def make_rows(run: Path, model, paths: dict[str, Path], delegate: str | None) ->
     """The table's rows, in order, with those that cannot run here marked skipped and why."""
     import tensorflow as tf
 
+    from saunet.training.evaluate import model_spec_of
+
     best = run / "best.keras"
     rows = [Row("keras float32 (TF CPU)", "keras", best)]
     gpu = Row("keras float32 (TF GPU)", "keras", best, delegate="gpu")
@@ -122,7 +125,7 @@ def make_rows(run: Path, model, paths: dict[str, Path], delegate: str | None) ->
     rows += [Row(f"tflite {f.name}", "tflite", paths[f.name]) for f in FORMATS]
     onnx = Row("onnxruntime float32", "onnx", run / "export" / "saunet_float32.onnx")
     try:
-        export_onnx(model, onnx.model)
+        export_onnx(model, model_spec_of(run), onnx.model)
     except ImportError as error:
         onnx.skipped = f"{error.name} not installed (pip install 'saunet[bench]')"
     except Exception as error:  # tf2onnx raises many types; the row says why
@@ -183,7 +186,7 @@ def bench(source: Path, data: Path | None, delegate: str | None, settings: Setti
     """Measures every row and returns the report (see report.py for what it holds)."""
     from saunet.benchmarks.graph import count_ops, write_peak_models
     from saunet.quantize.qat import without_dropblock
-    from saunet.training.evaluate import load_keras_model, load_split, split_cases_of
+    from saunet.training.evaluate import load_keras_model, load_split, model_spec_of, split_cases_of
 
     model, run, spec = load_keras_model(source)
     data = Path(data or json.loads((run / "config.json").read_text())["data"])
@@ -191,7 +194,7 @@ def bench(source: Path, data: Path | None, delegate: str | None, settings: Setti
     volumes = load_split(data, patients)
     paths = export_missing(run, data, settings)
     rows = make_rows(run, model, paths, delegate)
-    gop = count_ops(without_dropblock(model, batch_size=1))
+    gop = count_ops(without_dropblock(model, model_spec_of(run), batch_size=1))
     threads = thread_counts()
     started = time.time()
     with tempfile.TemporaryDirectory() as scratch_name:

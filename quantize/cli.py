@@ -79,13 +79,11 @@ def export(source: Path, names: list[str], out: Path | None, data: Path | None, 
     from saunet.quantize.parity import compare, markdown, write_report
     from saunet.runtime.segmenter import Segmenter
     from saunet.training.dataset import find_cases, load_cases, stack
-    from saunet.training.evaluate import keras_predictor, load_keras_model
+    from saunet.training.evaluate import keras_predictor, load_keras_model, model_spec_of
 
     find_backend()  # the parity check runs the exports: refuse before writing any if it cannot
     model, run, spec = load_keras_model(source)
-    if model.name not in ("saunet_seed", "saunet_sa_unet"):
-        model_file = source / "best.keras" if source.is_dir() else source
-        raise ModelError(model_file, f"not a saunet model (a Keras model named {model.name!r})")
+    model_spec = model_spec_of(source)
     paths = output_paths(source, run, out, names)
     existing = [p for p in paths.values() if p.exists()]
     if existing and not force:
@@ -110,11 +108,11 @@ def export(source: Path, names: list[str], out: Path | None, data: Path | None, 
     float_predict = keras_predictor(model, spec)
     state = json.loads((run / "state.json").read_text()) if (run / "state.json").is_file() else {}
     # Names, not paths: the model travels to other machines, where the exporting machine's folders mean nothing.
-    metadata = {"preset": config.get("preset"), "data": data.resolve().name,
+    metadata = {"preset": model_spec.preset, "data": data.resolve().name,
                 "split": {k: split[k] for k in ("seed", "fractions") if k in split},
                 "validation_cases": split["val"], "float_val_dice_3d": state.get("best_score"),
                 "source": source.resolve().relative_to(run.resolve().parent).as_posix()}
-    flatbuffers = export_formats(model, [BY_NAME[n] for n in names], spec, metadata, images, masks,
+    flatbuffers = export_formats(model, [BY_NAME[n] for n in names], model_spec, metadata, images, masks,
                                  qat_epochs, qat_lr, qat_steps, calibration)
     for name, flatbuffer in flatbuffers.items():
         with atomic_path(paths[name]) as partial:
