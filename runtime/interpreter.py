@@ -15,6 +15,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+
 from saunet.runtime.metadata import ModelError
 
 #: Module paths tried in order, with the name the runtime reports.
@@ -145,8 +147,6 @@ IO_DTYPES = ("int8", "uint8", "float32")
 def _quantization_problem(tensor: dict) -> str | None:
     """Why a tensor's quantization cannot be used, or None: integer tensors need one finite
     positive scale and a zero point inside their type; float tensors need none."""
-    import numpy as np
-
     dtype = np.dtype(tensor["dtype"])
     params = tensor.get("quantization_parameters") or {}
     scales = np.asarray(params.get("scales", []), np.float64)
@@ -170,8 +170,6 @@ def check_tensors(model_path: Path | str, inputs: list[dict], outputs: list[dict
     map, as int8, uint8 or float32 with usable quantization. Anything else (a classifier, a
     two-headed model, crafted quantization) would be read as a mask of nonsense.
     """
-    import numpy as np
-
     if len(inputs) != 1 or len(outputs) != 1:
         raise ModelError(model_path, f"{len(inputs)} input(s) and {len(outputs)} output(s); a saunet model has "
                                      "one image in and one mask out")
