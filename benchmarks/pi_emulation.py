@@ -35,7 +35,7 @@ from PIL import Image
 
 import saunet.runtime
 from saunet.benchmarks import machine
-from saunet.runtime.cli import BUNDLED_MODEL
+from saunet.runtime.models import BUNDLED_MODEL
 from saunet.runtime.files import write_text
 
 QEMU = "qemu-aarch64-static"

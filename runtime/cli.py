@@ -13,11 +13,11 @@ from saunet.runtime import __version__
 from saunet.runtime.files import write_text
 from saunet.runtime.interpreter import DelegateError
 from saunet.runtime.metadata import ModelError
+from saunet.runtime.models import BUNDLED_MODEL
 from saunet.runtime.outputs import summarize, write_outputs
 from saunet.runtime.preprocess import IMAGE_SUFFIXES, InputError, read_image
 from saunet.runtime.segmenter import Segmenter
 
-BUNDLED_MODEL = Path(__file__).parent / "models" / "saunet_int8.tflite"
 
 
 def collect(inputs: tuple[Path, ...]) -> list[tuple[Path, bool]]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from saunet.runtime.cli import BUNDLED_MODEL
+from saunet.runtime.models import BUNDLED_MODEL
 
 from conftest import SLICES
 

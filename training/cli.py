@@ -62,7 +62,7 @@ def parse_split(text: str) -> tuple[float, float, float]:
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
               help="epochs in all [default: 50; with --resume: the run's own]")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="global batch, split over replicas [recipe: 16]")
-@click.option("--lr", "learning_rate", type=click.FloatRange(0.0, 1.0, min_open=True), default=None,
+@click.option("--lr", "learning_rate", type=click.FloatRange(0.0, 1.0), default=None,
               help="Adam learning rate, the peak with --schedule cosine [recipe: 1e-3]")
 @click.option("--schedule", type=click.Choice(SCHEDULES), default=None,
               help="learning rate over the run: constant, or cosine decay to 1% of --lr at the last epoch [recipe: cosine]")
