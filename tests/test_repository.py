@@ -4,6 +4,7 @@ A clone carries every tracked file forever (git history keeps what the tree drop
 file may be tracked only under runtime/models/ (the bundled models) or as the resumable
 `last.keras` of a training run still in progress (checkpoints/RUN/, removed when it finishes).
 """
+
 from __future__ import annotations
 
 import json
@@ -12,7 +13,6 @@ import subprocess
 from pathlib import Path, PurePosixPath
 
 import pytest
-
 from conftest import ROOT
 
 LIMIT = 5 * 1024 * 1024
@@ -26,8 +26,13 @@ def tracked_sizes(root: Path) -> dict[str, int]:
     blobs = [(meta.split()[1], path) for meta, path in entries if not meta.startswith("160000")]  # no submodules
     if not blobs:
         return {}
-    checked = subprocess.run(["git", "cat-file", "--batch-check=%(objectsize)"], cwd=root, capture_output=True,
-                             check=True, input="\n".join(sha for sha, _ in blobs).encode() + b"\n").stdout
+    checked = subprocess.run(
+        ["git", "cat-file", "--batch-check=%(objectsize)"],
+        cwd=root,
+        capture_output=True,
+        check=True,
+        input="\n".join(sha for sha, _ in blobs).encode() + b"\n",
+    ).stdout
     return {path: int(size) for (_, path), size in zip(blobs, checked.decode().split())}
 
 
@@ -45,33 +50,43 @@ def allowed(path: str, root: Path) -> bool:
     parts = PurePosixPath(path)
     if parts.is_relative_to(BUNDLED):
         return True
-    return (len(parts.parts) == 3 and parts.parts[0] == "checkpoints" and parts.name == "last.keras"
-            and unfinished(root / parts.parent))
+    return (
+        len(parts.parts) == 3
+        and parts.parts[0] == "checkpoints"
+        and parts.name == "last.keras"
+        and unfinished(root / parts.parent)
+    )
 
 
 def git_checkout(root: Path) -> bool:
     if shutil.which("git") is None:
         return False
-    top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=root, capture_output=True, text=True)
+    top = subprocess.run(["git", "rev-parse", "--show-toplevel"], check=False, cwd=root, capture_output=True, text=True)
     return top.returncode == 0 and Path(top.stdout.strip()).resolve() == root.resolve()
 
 
 def large_files(root: Path) -> list[str]:
-    return sorted(f"{path} ({size / 1e6:.1f} MB)" for path, size in tracked_sizes(root).items()
-                  if size > LIMIT and not allowed(path, root))
+    return sorted(
+        f"{path} ({size / 1e6:.1f} MB)"
+        for path, size in tracked_sizes(root).items()
+        if size > LIMIT and not allowed(path, root)
+    )
 
 
 def test_no_large_file_is_tracked_outside_the_bundled_models() -> None:
     if not git_checkout(ROOT):
         pytest.skip("not a git checkout (an installed package or an unpacked sdist)")
     found = large_files(ROOT)
-    assert not found, ("files over 5 MB tracked outside runtime/models/ (weights belong in git only for the "
-                       f"bundled models, or as an unfinished run's checkpoints/RUN/last.keras): {found}")
+    assert not found, (
+        "files over 5 MB tracked outside runtime/models/ (weights belong in git only for the "
+        f"bundled models, or as an unfinished run's checkpoints/RUN/last.keras): {found}"
+    )
 
 
 def git(root: Path, *args: str) -> None:
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=root, check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=root, check=True, capture_output=True
+    )
 
 
 def test_the_check_flags_weights_of_a_finished_run_and_spares_an_unfinished_one(tmp_path: Path) -> None:
@@ -90,5 +105,7 @@ def test_the_check_flags_weights_of_a_finished_run_and_spares_an_unfinished_one(
     assert [f.split(" ")[0] for f in large_files(tmp_path)] == ["checkpoints/run/best.keras"]
 
     (tmp_path / "checkpoints/run/state.json").write_text(json.dumps({"epoch": 50}))
-    assert [f.split(" ")[0] for f in large_files(tmp_path)] == ["checkpoints/run/best.keras",
-                                                               "checkpoints/run/last.keras"]
+    assert [f.split(" ")[0] for f in large_files(tmp_path)] == [
+        "checkpoints/run/best.keras",
+        "checkpoints/run/last.keras",
+    ]
