@@ -149,7 +149,7 @@ def read_pixels(path: Path | str) -> np.ndarray:
     image = _open(path)
     if image.format == "PNG" and _png_depth_and_colour(path) in ((16, 2), (16, 4), (16, 6)):
         return _read_16_bit_colour_png(path)
-    if image.format == "TIFF" and image.mode not in DIRECT_MODES and max(_tiff_bits(image)) > 8:
+    if image.format == "TIFF" and image.mode[0] not in "IF" and max(_tiff_bits(image)) > 8:
         raise InputError(path, f"{max(_tiff_bits(image))}-bit colour TIFF is not supported (Pillow would keep its "
                                "high byte only); save it as a 16-bit PNG or one grey TIFF per sequence")
     if image.mode in CONVERTED_MODES:
