@@ -42,7 +42,7 @@ def window_channel(values: np.ndarray) -> np.ndarray:
     high = np.percentile(above, TOP_PERCENTILE)
     if high <= low:
         high = above.max()
-    return np.clip(np.rint((values - low) * (255.0 / (high - low))), 0, 255).astype(np.uint8)
+    return np.clip(np.rint((values - low) / (high - low) * 255.0), 0, 255).astype(np.uint8)
 
 
 def window(values: np.ndarray, channels_last: bool) -> np.ndarray:
