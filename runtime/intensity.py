@@ -32,17 +32,41 @@ def non_finite(values: np.ndarray) -> int:
     return int(np.count_nonzero(~np.isfinite(values))) if values.dtype.kind in "fc" else 0
 
 
+#: Integer data spanning at most this many levels are windowed through a histogram and a lookup
+#: table (the same rule, without sorting or a float copy of the volume).
+TABLE_LEVELS = 1 << 20
+
+
 def window_channel(values: np.ndarray) -> np.ndarray:
     """One channel (any shape, finite, not uint8) -> uint8 by the rule above; a flat channel gives 0."""
-    values = np.asarray(values, dtype=np.float64)
-    low = values.min()
-    above = values[values > low]
-    if above.size == 0:
+    low, top = values.min(), values.max()
+    if top <= low:
         return np.zeros(values.shape, np.uint8)
-    high = np.percentile(above, TOP_PERCENTILE)
+    if values.dtype.kind in "ui" and int(top) - int(low) < TABLE_LEVELS:
+        return _window_integers(values, int(low), int(top))
+    values = np.asarray(values, dtype=np.float64)
+    high = float(np.percentile(values[values > low], TOP_PERCENTILE))
+    return _scale(values, float(low), high)
+
+
+def _scale(values: np.ndarray, low: float, high: float) -> np.ndarray:
     if high <= low:
-        high = above.max()
+        high = float(values.max())
     return np.clip(np.rint((values - low) / (high - low) * 255.0), 0, 255).astype(np.uint8)
+
+
+def _window_integers(values: np.ndarray, low: int, top: int) -> np.ndarray:
+    """The rule for integer data: the percentile from a histogram, each level mapped once, then looked up."""
+    base = 0 if values.dtype.kind == "u" else low
+    index = values if base == 0 else values.astype(np.int64) - base
+    counts = np.bincount(index.ravel(), minlength=top - base + 1)[low - base:]  # levels low..top
+    above = np.cumsum(counts[1:])  # voxels above the minimum, up to each level from low + 1
+    rank = TOP_PERCENTILE / 100.0 * (int(above[-1]) - 1)  # numpy's "linear" percentile of the sorted values
+    below, fraction = int(np.floor(rank)), rank - np.floor(rank)
+    first = int(np.searchsorted(above, below, side="right")) + low + 1
+    second = int(np.searchsorted(above, min(below + 1, int(above[-1]) - 1), side="right")) + low + 1
+    table = _scale(np.arange(base, top + 1, dtype=np.float64), float(low), first + (second - first) * fraction)
+    return table[index]
 
 
 def window(values: np.ndarray, channels_last: bool) -> np.ndarray:

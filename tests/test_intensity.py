@@ -172,3 +172,14 @@ def _rgb16_tiff(pixels: np.ndarray) -> bytes:
         packed = struct.pack("<HI", value, 0)[:4] if kind == 3 and count == 1 else struct.pack("<I", value)
         out += struct.pack("<HHI", tag, kind, count) + packed
     return out + struct.pack("<I", 0) + struct.pack("<HHH", 16, 16, 16) + data
+
+
+@pytest.mark.parametrize("dtype, low, high", [(np.uint16, 0, 4096), (np.uint16, 100, 300), (np.int16, -500, 3000),
+                                              (np.int32, -10, 10), (np.uint16, 7, 9)])
+def test_integer_window_is_the_float_rule(dtype, low: int, high: int) -> None:
+    """Integer data go through a histogram and a table: the same 8-bit pixels as the float percentile."""
+    rng = np.random.default_rng(5)
+    for size in (2, 7, 1000, 100_000):
+        values = rng.integers(low, high, size=size).astype(dtype)
+        as_float = window(values.astype(np.float64), channels_last=False)
+        np.testing.assert_array_equal(window(values, channels_last=False), as_float)

@@ -248,3 +248,26 @@ def test_overlays_are_an_option_for_volumes(stack: np.ndarray, tmp_path: Path) -
     assert code == 0, err
     (entry,) = results(tmp_path / "out")
     assert len(entry["overlays"]) == len(stack) and all(Path(p).is_file() for p in entry["overlays"])
+
+
+def test_volume_path_needs_no_tensorflow(stack: np.ndarray, tmp_path: Path) -> None:
+    """NIfTI and DICOM reading (nibabel, pydicom) stay on the device's side: no TensorFlow import."""
+    import subprocess
+    import sys
+
+    from conftest import BLOCK_TENSORFLOW
+
+    write_nifti(tmp_path / "p.nii.gz", stack)
+    code = BLOCK_TENSORFLOW + """
+from saunet.runtime.cli import main
+try:
+    main()
+finally:
+    heavy = [m for m in sys.modules if m.split(".")[0] in ("tensorflow", "tf_keras", "keras")]
+    assert not heavy, heavy
+    assert "nibabel" in sys.modules
+"""
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "p.nii.gz"), "--out", str(tmp_path / "out")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "p_seg.nii.gz").is_file()

@@ -1,0 +1,97 @@
+"""One patient volume through saunet-run end to end, against the model's invoke time for the same slices.
+
+    python -m saunet.benchmarks.volume_end_to_end --data data/kaggle_3m [--case NAME] [--model M.tflite]
+        [--repeats 5] [--json REPORT.json]
+
+The volume is a real patient's slices stored as one 4D NIfTI of 16-bit values (the 8-bit data
+times 16, as a 12-bit scanner export), so the run covers what a user's NIfTI costs: reading
+and decompressing it, turning it to the data set's orientation, the 8-bit window, every slice
+through Segmenter.predict (resize, normalisation, invoke, resize back), the largest 3D
+component, and `<name>_seg.nii.gz` and `<name>_montage.png` written (saunet-run's own
+segment_volume). Against it: Segmenter.run alone (the interpreter's invoke) on the same
+slices' prepared inputs. Both are timed in turns in one process, with 1 and 2 threads;
+medians of --repeats. Goal (issue 21): end to end at most 1.3 x the invokes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from saunet.benchmarks import machine
+from saunet.runtime.cli import BUNDLED_MODEL, Options, segment_volume
+from saunet.runtime.files import write_text
+from saunet.runtime.inputs import Item, folder_items
+from saunet.runtime.segmenter import Segmenter
+from saunet.runtime.volumes import read_slice_folder
+
+GOAL = 1.3
+SPLIT = Path(__file__).resolve().parents[1] / "runtime" / "models" / "saunet_float.json"
+
+
+def write_patient_nifti(case: Path, path: Path) -> int:
+    """The case's slices as a 16-bit 4D NIfTI in the data set's voxel order (P, L, S), 1 x 1 x 3 mm; its slice count."""
+    (item,), _ = folder_items(case, depth=0)
+    volume = read_slice_folder(item.path, item.files, item.numbers)
+    affine = np.array([[0, -1.0, 0, 0], [-1.0, 0, 0, 0], [0, 0, 3.0, 0], [0, 0, 0, 1]])
+    nib.save(nib.Nifti1Image(np.moveaxis(volume.pixels.astype(np.int16) * 16, 0, 2), affine), path)
+    return len(volume.pixels)
+
+
+def measure(segmenter: Segmenter, nifti: Path, out: Path, repeats: int) -> dict:
+    options = Options(segmenter.spec.threshold)
+    item = Item(nifti, "nifti")
+    entry = segment_volume(item, segmenter.predict, options, out, set())  # warm-up, and the inputs below
+    volume_pixels = np.moveaxis(np.asanyarray(nib.load(entry["seg"]).dataobj), 2, 0)  # only its slice count
+    from saunet.runtime.nifti import read_nifti
+
+    inputs = [segmenter.model_input(p) for p in read_nifti(nifti).pixels]
+    end_to_end, invokes = [], []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        segment_volume(item, segmenter.predict, options, out, set())
+        end_to_end.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        for x in inputs:
+            segmenter.run(x)
+        invokes.append(time.perf_counter() - started)
+    e2e, inv = statistics.median(end_to_end), statistics.median(invokes)
+    return {"slices": len(volume_pixels), "end_to_end_s": round(e2e, 4), "invokes_s": round(inv, 4),
+            "ratio": round(e2e / inv, 3), "end_to_end_all_s": [round(t, 4) for t in end_to_end],
+            "invokes_all_s": [round(t, 4) for t in invokes], "tumour_voxels": entry["volume"]["tumour_voxels"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True, help="the Kaggle layout (kaggle_3m)")
+    parser.add_argument("--case", default=None, help="patient folder name [default: the bundled model's first "
+                                                     "validation patient]")
+    parser.add_argument("--model", type=Path, default=BUNDLED_MODEL)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    case = args.case or json.loads(SPLIT.read_text())["split"]["val"][0]
+    rows = {}
+    with tempfile.TemporaryDirectory() as folder:
+        nifti = Path(folder) / f"{case}.nii.gz"
+        write_patient_nifti(args.data / case, nifti)
+        for threads in (1, 2):
+            rows[threads] = measure(Segmenter(args.model, threads), nifti, Path(folder) / "out", args.repeats)
+            row = rows[threads]
+            print(f"{threads} thread(s), {case} ({row['slices']} slices): end to end {row['end_to_end_s']:.3f} s, "
+                  f"invokes {row['invokes_s']:.3f} s, ratio {row['ratio']:.2f} (goal <= {GOAL})")
+    if args.json:
+        write_text(args.json, json.dumps({"date": date.today().isoformat(), "machine": machine.describe(),
+                                          "model": str(args.model), "case": case, "goal_ratio": GOAL,
+                                          "threads": rows}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
