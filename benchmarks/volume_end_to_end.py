@@ -29,8 +29,10 @@ from saunet.benchmarks import machine
 from saunet.runtime.cli import BUNDLED_MODEL, Options, segment_volume
 from saunet.runtime.files import write_text
 from saunet.runtime.inputs import Item, folder_items
+from saunet.runtime.nifti import read_nifti
 from saunet.runtime.segmenter import Segmenter
-from saunet.runtime.volumes import read_slice_folder
+from saunet.runtime.volume_outputs import write_volume
+from saunet.runtime.volumes import postprocess, predict_volume, read_slice_folder
 
 GOAL = 1.3
 SPLIT = Path(__file__).resolve().parents[1] / "runtime" / "models" / "saunet_float.json"
@@ -45,15 +47,32 @@ def write_patient_nifti(case: Path, path: Path) -> int:
     return len(volume.pixels)
 
 
+def stages(segmenter: Segmenter, nifti: Path, out: Path, options: Options) -> dict[str, float]:
+    """The same steps as segment_volume, one by one, each timed (s): where the end-to-end time goes."""
+    times = {}
+    started = time.perf_counter()
+    volume = read_nifti(nifti)
+    times["read, orient, 8-bit window"] = time.perf_counter() - started
+    started = time.perf_counter()
+    probability, invoke_ms = predict_volume(volume, segmenter.predict)
+    times["predict: invokes"] = invoke_ms / 1e3
+    times["predict: resize, normalise, quantise, resize back"] = time.perf_counter() - started - invoke_ms / 1e3
+    started = time.perf_counter()
+    mask = postprocess(probability, options.threshold, options.largest_component)
+    times["threshold, largest 3D component"] = time.perf_counter() - started
+    started = time.perf_counter()
+    write_volume(volume, mask, out, "stages", set(), overlays=False)
+    times["write seg.nii.gz and montage.png"] = time.perf_counter() - started
+    return times
+
+
 def measure(segmenter: Segmenter, nifti: Path, out: Path, repeats: int) -> dict:
+    """Medians over `repeats` of: segment_volume, the invokes alone, and each step of segment_volume."""
     options = Options(segmenter.spec.threshold)
     item = Item(nifti, "nifti")
-    entry = segment_volume(item, segmenter.predict, options, out, set())  # warm-up, and the inputs below
-    volume_pixels = np.moveaxis(np.asanyarray(nib.load(entry["seg"]).dataobj), 2, 0)  # only its slice count
-    from saunet.runtime.nifti import read_nifti
-
+    entry = segment_volume(item, segmenter.predict, options, out, set())  # warm-up
     inputs = [segmenter.model_input(p) for p in read_nifti(nifti).pixels]
-    end_to_end, invokes = [], []
+    end_to_end, invokes, steps = [], [], []
     for _ in range(repeats):
         started = time.perf_counter()
         segment_volume(item, segmenter.predict, options, out, set())
@@ -62,10 +81,13 @@ def measure(segmenter: Segmenter, nifti: Path, out: Path, repeats: int) -> dict:
         for x in inputs:
             segmenter.run(x)
         invokes.append(time.perf_counter() - started)
+        steps.append(stages(segmenter, nifti, out, options))
     e2e, inv = statistics.median(end_to_end), statistics.median(invokes)
-    return {"slices": len(volume_pixels), "end_to_end_s": round(e2e, 4), "invokes_s": round(inv, 4),
+    return {"slices": len(inputs), "end_to_end_s": round(e2e, 4), "invokes_s": round(inv, 4),
             "ratio": round(e2e / inv, 3), "end_to_end_all_s": [round(t, 4) for t in end_to_end],
-            "invokes_all_s": [round(t, 4) for t in invokes], "tumour_voxels": entry["volume"]["tumour_voxels"]}
+            "invokes_all_s": [round(t, 4) for t in invokes],
+            "steps_median_s": {k: round(statistics.median(s[k] for s in steps), 4) for k in steps[0]},
+            "tumour_voxels": entry["volume"]["tumour_voxels"]}
 
 
 def main() -> None:
@@ -87,6 +109,8 @@ def main() -> None:
             row = rows[threads]
             print(f"{threads} thread(s), {case} ({row['slices']} slices): end to end {row['end_to_end_s']:.3f} s, "
                   f"invokes {row['invokes_s']:.3f} s, ratio {row['ratio']:.2f} (goal <= {GOAL})")
+            for step, seconds in row["steps_median_s"].items():
+                print(f"    {step}: {seconds:.3f} s")
     if args.json:
         write_text(args.json, json.dumps({"date": date.today().isoformat(), "machine": machine.describe(),
                                           "model": str(args.model), "case": case, "goal_ratio": GOAL,
