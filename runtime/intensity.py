@@ -57,7 +57,7 @@ def _scale(values: np.ndarray, low: float, high: float) -> np.ndarray:
 
 def _window_integers(values: np.ndarray, low: int, top: int) -> np.ndarray:
     """The rule for integer data: the percentile from a histogram, each level mapped once, then looked up."""
-    base = 0 if values.dtype.kind == "u" else low
+    base = min(low, 0)
     index = values if base == 0 else values.astype(np.int64) - base
     counts = np.bincount(index.ravel(), minlength=top - base + 1)[low - base:]  # levels low..top
     above = np.cumsum(counts[1:])  # voxels above the minimum, up to each level from low + 1
@@ -66,7 +66,7 @@ def _window_integers(values: np.ndarray, low: int, top: int) -> np.ndarray:
     first = int(np.searchsorted(above, below, side="right")) + low + 1
     second = int(np.searchsorted(above, min(below + 1, int(above[-1]) - 1), side="right")) + low + 1
     table = _scale(np.arange(base, top + 1, dtype=np.float64), float(low), first + (second - first) * fraction)
-    return table[index]
+    return np.take(table, index)
 
 
 def window(values: np.ndarray, channels_last: bool) -> np.ndarray:
