@@ -87,7 +87,7 @@ def wheel_requirements(backend: str) -> list[str]:
             interpreter = [f"ai-edge-litert=={importlib.metadata.version('ai-edge-litert')}"]
         except importlib.metadata.PackageNotFoundError:
             interpreter = ["ai-edge-litert"]
-    return interpreter + ["pillow", "click"]
+    return interpreter + ["pillow", "click", "pypng", "nibabel", "pydicom"]
 
 
 def short_hash(*parts: object) -> str:
@@ -305,7 +305,19 @@ def run_aarch64(root: Path, site: Path, shim: Path, cpu: str, model: Path, image
 
 
 def read_mask(path: str | Path) -> np.ndarray:
+    """A `_pred.png`, or a volume's `_seg.nii.gz` (voxels in the input's own order)."""
+    if str(path).endswith(".nii.gz"):
+        import nibabel as nib
+
+        return np.asanyarray(nib.load(path).dataobj)
     return np.asarray(Image.open(path))
+
+
+def mask_figures(entry: dict) -> tuple[str, int, float | None]:
+    """(mask file, tumour pixels or voxels, mean probability inside) of a slice's or a NIfTI volume's entry."""
+    if "seg" in entry:
+        return entry["seg"], entry["volume"]["tumour_voxels"], entry["volume"]["mean_probability_inside"]
+    return entry["mask"], entry["tumour_pixels"], entry["mean_probability_inside"]
 
 
 def compare(x86: dict, arm: dict) -> list[dict]:
@@ -319,15 +331,16 @@ def compare(x86: dict, arm: dict) -> list[dict]:
         if "error" in ours or "error" in theirs:
             rows.append({**row, "compared": False, "error": ours.get("error") or theirs.get("error")})
             continue
-        a, b = read_mask(ours["mask"]), read_mask(theirs["mask"])
+        (mask_a, tumour_a, mean_a), (mask_b, tumour_b, mean_b) = mask_figures(ours), mask_figures(theirs)
+        a, b = read_mask(mask_a), read_mask(mask_b)
         if a.shape != b.shape:
             rows.append({**row, "compared": False, "error": f"mask shapes differ: {a.shape} vs {b.shape}"})
             continue
         differing = int((a != b).sum())
-        means = ours["mean_probability_inside"], theirs["mean_probability_inside"]
+        means = mean_a, mean_b
         rows.append({**row, "compared": True, "pixels": int(a.size), "differing_pixels": differing,
                      "agreement": 1 - differing / a.size, "identical": differing == 0,
-                     "tumour_pixels": {"x86_64": ours["tumour_pixels"], "aarch64": theirs["tumour_pixels"]},
+                     "tumour_pixels": {"x86_64": tumour_a, "aarch64": tumour_b},
                      "mean_probability_inside": {"x86_64": means[0], "aarch64": means[1]},
                      "mean_probability_difference": abs(means[0] - means[1]) if None not in means else None})
     return rows
@@ -399,7 +412,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=None, help="a .tflite model [default: the bundled int8 one]")
     parser.add_argument("--image", type=Path, nargs="+", default=None,
-                        help="scans to segment [default: two of examples/slices]")
+                        help="scans to segment, slices or NIfTI volumes [default: two of examples/slices]")
     parser.add_argument("--cache", type=Path, default=None, help="where the aarch64 root and wheels are kept "
                         f"[default: $SAUNET_PI_CACHE or {DEFAULT_CACHE}]")
     parser.add_argument("--report", type=Path, default=None, help="JSON report [default: CACHE/report.json]")
