@@ -50,8 +50,9 @@ ARCHIVES = (("http://deb.debian.org/debian", SUITE), ("http://deb.debian.org/deb
 KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 #: The smallest set that runs saunet-run with either interpreter (found by removing packages until it
 #: broke): python3.11 needs libexpat1 to start and libffi8 for ctypes, which both interpreters import;
-#: libssl3, libbz2, liblzma5 are optional for Python (hashlib, bz2, lzma fall back or are never imported).
-DEBS = ("libc6", "libgcc-s1", "libstdc++6", "zlib1g", "libexpat1", "libffi8",
+#: libbz2-1.0 for bz2, which nibabel imports (NIfTI volumes); libssl3 and liblzma5 are optional for
+#: Python (hashlib, lzma fall back or are never imported).
+DEBS = ("libc6", "libgcc-s1", "libstdc++6", "zlib1g", "libexpat1", "libffi8", "libbz2-1.0",
         "libpython3.11-minimal", "libpython3.11-stdlib", "python3.11-minimal")
 #: bookworm has glibc 2.36: wheels tagged manylinux_2_17 (= manylinux2014) up to manylinux_2_36 run there.
 #: pip does not expand an explicit --platform to older tags, and tflite-runtime 2.14 is manylinux_2_34 only.
