@@ -271,3 +271,20 @@ finally:
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out" / "p_seg.nii.gz").is_file()
+
+
+def test_channels_names_a_4d_files_own_sequence_order(stack: np.ndarray, tmp_path: Path) -> None:
+    write_nifti(tmp_path / "model_order.nii.gz", stack)
+    # the same scan stored as FLAIR, post-contrast, pre-contrast
+    write_nifti(tmp_path / "other_order.nii.gz", stack[..., [1, 2, 0]])
+    code, err = run(str(tmp_path / "model_order.nii.gz"), "--out", str(tmp_path / "a"))
+    assert code == 0, err
+    code, err = run(str(tmp_path / "other_order.nii.gz"), "--channels", "FLAIR,post-contrast,pre-contrast",
+                    "--out", str(tmp_path / "b"))
+    assert code == 0, err
+    (a,), (b,) = results(tmp_path / "a"), results(tmp_path / "b")
+    assert a["volume"]["tumour_voxels"] > 0
+    np.testing.assert_array_equal(np.asanyarray(nib.load(a["seg"]).dataobj), np.asanyarray(nib.load(b["seg"]).dataobj))
+    code, err = run(str(tmp_path / "other_order.nii.gz"), "--channels", "FLAIR,T2,pre-contrast",
+                    "--out", str(tmp_path / "c"))
+    assert code == 2 and "--channels" in err and not (tmp_path / "c").exists()
