@@ -9,15 +9,17 @@ The rule, the same for PNG, TIFF, NIfTI and DICOM:
 3. NaN or infinite voxels are refused: no window can place them, and zeroing them would hide
    a broken export.
 
-Why so: the data set's slices store each patient's sequence with the background at 0 and the
-brightest voxels near 255 (per volume and channel: minimum 0, maximum 224 to 255, almost none
-at 255), which is what a minimum-to-maximum scaling of the scanner's values gives. The 99.99th
-percentile instead of the maximum keeps a few hot voxels from darkening the whole volume; the
-minimum is the background of an MR magnitude image (and of a scan z-scored over the whole
-image). The rule is unchanged by any a * x + b with a > 0, so a 12-bit export, its 16-bit
-rescale and its z-scored float copy all give the same 8-bit pixels. What is left of a
-brightness difference is the model's own per-slice normalisation's to even out (the bundled
-model's channel-median, runtime.preprocess).
+Why so: the data set's slices store each patient's sequences with the background at 0 and the
+brightest voxels near, and almost never at, 255 (per volume and channel), which is what a
+minimum-to-maximum scaling of the scanner's values gives (benchmarks/window_rule.py measures it,
+and what the window costs the model). The 99.99th percentile instead of the maximum keeps a few
+hot voxels from darkening the whole volume; the minimum is the background of an MR magnitude
+image (and of a scan z-scored over the whole image). The rule is unchanged by any a * x + b
+with a > 0, so a 12-bit export, its 16-bit rescale and its z-scored float copy all give the
+same 8-bit pixels. What is left of a brightness difference is the model's own per-slice
+normalisation's to even out (the bundled model's channel-median, runtime.preprocess). A scan
+whose background is not its darkest value (z-scored inside a brain mask, background set to 0)
+breaks the rule's premise; such a scan should be exported without that step.
 """
 from __future__ import annotations
 
