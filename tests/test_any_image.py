@@ -1,4 +1,7 @@
-"""Property: any image Pillow or numpy can make gives a mask of its size or a one-line refusal, never a crash."""
+"""Property: any image Pillow or numpy can make gives a mask of its size or a one-line refusal, never a crash.
+
+And an accepted image's mask is the mask of the same pixels in plain 8-bit RGB form.
+"""
 from __future__ import annotations
 
 import json
@@ -15,6 +18,7 @@ from PIL import Image
 
 from saunet.runtime.cli import BUNDLED_MODEL, Options, segment_all
 from saunet.runtime.inputs import collect
+from saunet.runtime.preprocess import read_image
 from saunet.runtime.segmenter import Segmenter
 
 #: (Pillow mode or pypng layout, numpy dtype, channels, file formats Pillow writes it to)
@@ -95,3 +99,8 @@ def test_any_image_gives_a_mask_of_its_size_or_one_line(segmenter: Segmenter, im
         assert mask.shape == values.shape[:2] and set(np.unique(mask)) <= {0, 255}
         if values.dtype.kind == "f":
             assert np.isfinite(values).all(), "a scan with NaN or infinite values must be refused"
+        # the same pixels in plain 8-bit RGB form give the same mask
+        plain = Path(folder) / "plain.png"
+        Image.fromarray(read_image(path)).save(plain)
+        (again,) = segment_all(collect((plain,))[0], segmenter.predict, Options(threshold=0.5), Path(folder) / "out")
+        np.testing.assert_array_equal(np.asarray(Image.open(again["mask"])), mask)
