@@ -8,7 +8,11 @@ voxel order and a viewer overlays it on the scan with no further step.
 """
 from __future__ import annotations
 
+import contextlib
 import gzip
+import logging
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +25,8 @@ from saunet.runtime.volumes import Volume
 #: The data set's voxel order as nibabel orientation codes (rows, columns, slices).
 KAGGLE_AXES = ("P", "L", "S")
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
+#: Larger volumes are refused before their voxels are read (a 256 x 256 x 88 x 3 patient is 17 million).
+MAX_VOXELS = 400_000_000
 
 
 def is_nifti(path: Path) -> bool:
@@ -83,13 +89,10 @@ def model_channels(data: np.ndarray, path: Path, channels: tuple[int, ...] | Non
     return data if channels is None else data[..., list(channels)]
 
 
-def read_nifti(path: Path, channels: tuple[int, ...] | None = None) -> Volume:
-    """A 3D NIfTI (one sequence: FLAIR, copied into the three channels as the data set does for a
-    missing sequence) or a 4D one of three sequences, as a Volume in the data set's orientation."""
+def _load(path: Path):
+    """(image, voxels in the stored type) of a NIfTI file; InputError for anything unusable."""
     import nibabel as nib
 
-    if not path.is_file():
-        raise InputError(path, "no such file" if not path.exists() else "not a file")
     try:
         image = nib.load(path)
         shape = image.shape
@@ -98,21 +101,49 @@ def read_nifti(path: Path, channels: tuple[int, ...] | None = None) -> Volume:
         if len(shape) not in (3, 4):
             raise InputError(path, f"a {len(shape)}D image of shape {tuple(shape)}; saunet-run needs a 3D volume "
                                    "(or 4D of three sequences); pass 2D slices as PNG or TIFF")
+        if int(np.prod(shape, dtype=np.int64)) > MAX_VOXELS:
+            raise InputError(path, f"{'x'.join(map(str, shape))} voxels is above the limit of {MAX_VOXELS:,}")
+        if not np.isfinite(image.affine).all() or not np.isfinite(image.header.get_zooms()[:3]).all():
+            raise InputError(path, "its voxel-to-world matrix or voxel size is not finite")
         data = np.asanyarray(image.dataobj).reshape(shape)
     except InputError:
         raise
-    except (OSError, ValueError, EOFError, nib.filebasedimages.ImageFileError) as error:
-        raise InputError(path, f"not a readable NIfTI file ({str(error).splitlines()[0] if str(error) else error})") \
-            from None
+    except (OSError, ValueError, EOFError, zlib.error, MemoryError, nib.filebasedimages.ImageFileError,
+            nib.spatialimages.HeaderDataError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise InputError(path, f"not a readable NIfTI file ({reason})") from None
     if data.dtype.kind not in "uifb":
         raise InputError(path, f"unsupported voxel type {data.dtype}")
-    if data.ndim == 4:
-        data = model_channels(data, path, channels)
-    turned, geometry, labels = orient(data, image.affine)
-    geometry.qform_code = int(image.header.get("qform_code", 1))
-    geometry.sform_code = int(image.header.get("sform_code", 1))
+    return image, data
+
+
+@contextlib.contextmanager
+def _quiet_nibabel() -> Iterator[None]:
+    """Silences nibabel's notes on the header fields it fixes (logged up to ERROR level), which
+    would break saunet-run's one line per input; a header it cannot use is still an error."""
+    logger = logging.getLogger("nibabel.global")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def read_nifti(path: Path, channels: tuple[int, ...] | None = None) -> Volume:
+    """A 3D NIfTI (one sequence: FLAIR, copied into the three channels as the data set does for a
+    missing sequence) or a 4D one of three sequences, as a Volume in the data set's orientation."""
+    if not path.is_file():
+        raise InputError(path, "no such file" if not path.exists() else "not a file")
+    with _quiet_nibabel():
+        image, data = _load(path)
+        if data.ndim == 4:
+            data = model_channels(data, path, channels)
+        turned, geometry, labels = orient(data, image.affine)
+        geometry.qform_code = int(image.header.get("qform_code", 1))
+        geometry.sform_code = int(image.header.get("sform_code", 1))
+        voxel_ml = float(np.prod(image.header.get_zooms()[:3])) / 1000.0
     pixels = to_8_bit(turned, path, grey=data.ndim == 3)
-    voxel_ml = float(np.prod(image.header.get_zooms()[:3])) / 1000.0
     return Volume(nifti_stem(path), path, "nifti", pixels, labels, voxel_ml or None, geometry=geometry)
 
 

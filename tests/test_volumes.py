@@ -288,3 +288,19 @@ def test_channels_names_a_4d_files_own_sequence_order(stack: np.ndarray, tmp_pat
     code, err = run(str(tmp_path / "other_order.nii.gz"), "--channels", "FLAIR,T2,pre-contrast",
                     "--out", str(tmp_path / "c"))
     assert code == 2 and "--channels" in err and not (tmp_path / "c").exists()
+
+
+def test_broken_nifti_files_are_one_line_errors_and_the_batch_goes_on(stack: np.ndarray, tmp_path: Path) -> None:
+    good = tmp_path / "good.nii.gz"
+    write_nifti(good, stack)
+    data = good.read_bytes()
+    broken = {"truncated.nii.gz": data[: len(data) // 2], "empty.nii": b"", "random.nii": bytes(range(256)) * 4,
+              "corrupt.nii.gz": data[:2000] + bytes(b ^ 0x55 for b in data[2000:3000]) + data[3000:]}
+    for name, content in broken.items():
+        (tmp_path / name).write_bytes(content)
+    code, err = run(*(str(tmp_path / n) for n in broken), str(good), "--out", str(tmp_path / "out"))
+    assert code == 1
+    errors = err.splitlines()[:-2]
+    assert [line.split(": ")[1] for line in errors] == [str(tmp_path / n) for n in broken], err
+    assert all(": not a readable NIfTI file (" in line for line in errors), err
+    assert "error" not in results(tmp_path / "out")[-1]
