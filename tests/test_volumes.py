@@ -268,7 +268,7 @@ finally:
     assert "nibabel" in sys.modules
 """
     result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "p.nii.gz"), "--out", str(tmp_path / "out")],
-                            capture_output=True, text=True, timeout=120)
+                            check=False, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out" / "p_seg.nii.gz").is_file()
 
@@ -304,3 +304,16 @@ def test_broken_nifti_files_are_one_line_errors_and_the_batch_goes_on(stack: np.
     assert [line.split(": ")[1] for line in errors] == [str(tmp_path / n) for n in broken], err
     assert all(": not a readable NIfTI file (" in line for line in errors), err
     assert "error" not in results(tmp_path / "out")[-1]
+
+
+def test_a_damaged_dicom_file_is_one_line_naming_it(stack: np.ndarray, tmp_path: Path) -> None:
+    series = tmp_path / "series"
+    series.mkdir()
+    for k, pixels in enumerate(stack[..., 1]):
+        write_dicom(series / f"{k}.dcm", pixels, z=5.0 * k, series="1.2.3", instance=k + 1)
+    damaged = series / "1.dcm"
+    damaged.write_bytes(damaged.read_bytes()[:400])
+    code, err = run(str(series), "--out", str(tmp_path / "out"))
+    assert code == 1
+    (line,) = [line for line in err.splitlines() if line.startswith("error")]
+    assert line.startswith(f"error: {damaged}: ")
