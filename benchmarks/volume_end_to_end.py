@@ -97,12 +97,14 @@ def main() -> None:
                                                      "validation patient]")
     parser.add_argument("--model", type=Path, default=BUNDLED_MODEL)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--suffix", choices=(".nii.gz", ".nii"), default=".nii.gz",
+                        help="store the volume gzipped (as most pipelines write NIfTI) or not")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     case = args.case or json.loads(SPLIT.read_text())["split"]["val"][0]
     rows = {}
     with tempfile.TemporaryDirectory() as folder:
-        nifti = Path(folder) / f"{case}.nii.gz"
+        nifti = Path(folder) / f"{case}{args.suffix}"
         write_patient_nifti(args.data / case, nifti)
         for threads in (1, 2):
             rows[threads] = measure(Segmenter(args.model, threads), nifti, Path(folder) / "out", args.repeats)
@@ -113,7 +115,8 @@ def main() -> None:
                 print(f"    {step}: {seconds:.3f} s")
     if args.json:
         write_text(args.json, json.dumps({"date": date.today().isoformat(), "machine": machine.describe(),
-                                          "model": str(args.model), "case": case, "goal_ratio": GOAL,
+                                          "model": str(args.model), "case": case, "file": nifti.name,
+                                          "goal_ratio": GOAL,
                                           "threads": rows}, indent=2) + "\n")
 
 

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from saunet.runtime.files import atomic_path
 from saunet.runtime.outputs import overlay
 
 LABEL_COLOUR = (255, 255, 255)
@@ -43,3 +45,15 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default(size=size)
     except (TypeError, ImportError, OSError):
         return ImageFont.load_default()
+
+
+def save_montage(path: Path, picture: np.ndarray) -> None:
+    """Writes the montage as PNG atomically, with pypng: unfiltered rows and zlib level 1 encode a
+    large RGB picture several times faster than Pillow, which tries every row filter on each row;
+    the file is somewhat larger, and it is written once per volume."""
+    import png
+
+    height, width = picture.shape[:2]
+    with atomic_path(path) as partial, open(partial, "wb") as handle:
+        png.Writer(width, height, greyscale=False, bitdepth=8, compression=1).write(
+            handle, (row.tobytes() for row in np.ascontiguousarray(picture)))

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from saunet.runtime.montage import montage
+from saunet.runtime.montage import montage, save_montage
 from saunet.runtime.nifti import write_mask
 from saunet.runtime.outputs import overlay, save_png
 from saunet.runtime.preprocess import InputError
@@ -30,7 +30,7 @@ def write_volume(volume: Volume, mask: np.ndarray, out: Path, stem: str, used: s
         written["masks"] = [str(_write(out / f"{s}_pred.png", lambda p, z=z: save_png(p, mask[z] * 255)))
                             for z, s in enumerate(slice_stems)]
     written["montage"] = str(_write(out / f"{stem}_montage.png",
-                                    lambda p: save_png(p, montage(volume.pixels, mask, volume.labels))))
+                                    lambda p: save_montage(p, montage(volume.pixels, mask, volume.labels))))
     if overlays:
         written["overlays"] = [str(_write(out / f"{s}_overlay.png",
                                           lambda p, z=z: save_png(p, overlay(volume.pixels[z], mask[z]))))
