@@ -117,12 +117,20 @@ def read_pixels(path: Path) -> np.ndarray:
 
     try:
         dataset = pydicom.dcmread(path)
+        frames = int(getattr(dataset, "NumberOfFrames", 1) or 1)
+        if frames > 1:
+            raise InputError(path, f"a multi-frame DICOM file ({frames} frames); saunet-run reads series of "
+                                   "single-frame files (most converters can write those)")
         values = apply_modality_lut(dataset.pixel_array, dataset)
         if getattr(dataset, "PhotometricInterpretation", "") == "MONOCHROME1":
             values = values.max() - values
+    except InputError:
+        raise
     except (*BROKEN, pydicom.errors.BytesLengthException, pydicom.errors.InvalidDicomError) as error:
         raise InputError(path, f"pixel data cannot be decoded ({str(error).splitlines()[0] or type(error).__name__})") \
             from None
+    if not (values.ndim == 2 or (values.ndim == 3 and values.shape[2] == 3)):
+        raise InputError(path, f"pixel data of shape {values.shape}; saunet-run reads grey or RGB slices")
     return values
 
 

@@ -317,3 +317,20 @@ def test_a_damaged_dicom_file_is_one_line_naming_it(stack: np.ndarray, tmp_path:
     assert code == 1
     (line,) = [line for line in err.splitlines() if line.startswith("error")]
     assert line.startswith(f"error: {damaged}: ")
+
+
+def test_multi_frame_dicom_is_refused_in_one_line(stack: np.ndarray, tmp_path: Path) -> None:
+    series = tmp_path / "enhanced"
+    series.mkdir()
+    frames = np.ascontiguousarray(stack[..., 1])
+    write_dicom(series / "all.dcm", frames[0], z=0, series="1.2.3", instance=1)
+    import pydicom
+
+    dataset = pydicom.dcmread(series / "all.dcm")
+    dataset.NumberOfFrames = len(frames)
+    dataset.PixelData = frames.tobytes()
+    dataset.save_as(series / "all.dcm", enforce_file_format=True)
+    code, err = run(str(series), "--out", str(tmp_path / "out"))
+    assert code == 1
+    assert err.splitlines()[0] == (f"error: {series / 'all.dcm'}: a multi-frame DICOM file (3 frames); saunet-run "
+                                   "reads series of single-frame files (most converters can write those)")
