@@ -334,3 +334,20 @@ def test_multi_frame_dicom_is_refused_in_one_line(stack: np.ndarray, tmp_path: P
     assert code == 1
     assert err.splitlines()[0] == (f"error: {series / 'all.dcm'}: a multi-frame DICOM file (3 frames); saunet-run "
                                    "reads series of single-frame files (most converters can write those)")
+
+
+def test_a_volume_whose_output_cannot_be_written_leaves_no_file_and_the_batch_goes_on(
+        stack: np.ndarray, tmp_path: Path) -> None:
+    write_nifti(tmp_path / "a.nii.gz", stack)
+    write_nifti(tmp_path / "b.nii.gz", stack)
+    out = tmp_path / "out"
+    (out / "a_montage.png").mkdir(parents=True)  # a folder where a's montage should go
+    code, err = run(str(tmp_path / "a.nii.gz"), str(tmp_path / "b.nii.gz"), "--out", str(out))
+    assert code == 1
+    (line,) = [line for line in err.splitlines() if line.startswith("error")]
+    assert line.startswith(f"error: {out / 'a_montage.png'}: cannot be written")
+    first, second = results(out)
+    assert "error" in first and "error" not in second
+    assert not (out / "a_seg.nii.gz").exists(), "the seg file of a volume whose entry is an error must go"
+    assert (out / "b_seg.nii.gz").is_file() and (out / "b_montage.png").is_file()
+    assert not list(out.glob(".*partial*"))
