@@ -13,6 +13,7 @@ import click
 import numpy as np
 
 from saunet.runtime import __version__
+from saunet.runtime.ensemble import combined
 from saunet.runtime.files import write_text
 from saunet.runtime.interpreter import DelegateError
 from saunet.runtime.metadata import ModelError
@@ -150,6 +151,15 @@ def check_threshold(ctx: click.Context, param: click.Parameter, value: float | N
     return value
 
 
+def check_ensemble(segmenters: list[Segmenter]) -> None:
+    """Models averaged together must agree on the threshold and the channels they read."""
+    first = segmenters[0]
+    for other in segmenters[1:]:
+        if (other.spec.threshold, other.spec.channels) != (first.spec.threshold, first.spec.channels):
+            raise ModelError(other.path, f"threshold {other.spec.threshold} and channels {', '.join(other.spec.channels)} "
+                                         f"differ from {first.path.name}'s; an ensemble needs one of each")
+
+
 def channel_order(names: str | None, model_channels: tuple[str, ...]) -> tuple[int, ...] | None:
     """`--channels` (a 4D file's sequences, in the file's order) -> the file's index of each model channel."""
     if names is None:
@@ -164,8 +174,10 @@ def channel_order(names: str | None, model_channels: tuple[str, ...]) -> tuple[i
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--model", type=click.Path(path_type=Path), default=None,
-              help="a .tflite model from saunet-export [default: the bundled int8 model]")
+@click.option("--model", "models", type=click.Path(path_type=Path), multiple=True,
+              help="a .tflite model from saunet-export; repeat it for an ensemble (probabilities averaged) "
+                   "[default: the bundled int8 model]")
+@click.option("--tta", is_flag=True, help="also segment the left-right mirrored scan and average (twice the time)")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("saunet-out"), show_default=True,
               help="folder for the masks, pictures and results.json")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads [default: all cores]")
@@ -181,24 +193,26 @@ def channel_order(names: str | None, model_channels: tuple[str, ...]) -> tuple[i
                    "pre-contrast,FLAIR,post-contrast]")
 @click.option("--json", "print_json", is_flag=True, help="print results.json to stdout")
 @click.version_option(__version__, prog_name="saunet-run")
-def main(inputs, model, out, threads, delegate, cpu_fallback, threshold, largest_component, overlays, channels,
+def main(inputs, models, tta, out, threads, delegate, cpu_fallback, threshold, largest_component, overlays, channels,
          print_json) -> None:
     """Segment FLAIR abnormality in brain MRI: slices (PNG, TIFF, JPEG), a folder of one patient's numbered
     slices, NIfTI volumes (.nii, .nii.gz) or a DICOM series folder; folders of those too.
 
     Not a medical device: for research on lower-grade glioma MRI only.
     """
-    if model is None:
+    if not models:
         if not BUNDLED_MODEL.is_file():
             click.echo("error: no model is bundled with this install yet; pass --model FILE.tflite "
                        "(export one with saunet-export)", err=True)
             sys.exit(2)
-        model = BUNDLED_MODEL
+        models = (BUNDLED_MODEL,)
     try:
-        segmenter = open_model(model, threads, delegate, cpu_fallback)
+        segmenters = [open_model(m, threads, delegate, cpu_fallback) for m in models]
+        check_ensemble(segmenters)
     except (ModelError, DelegateError, RuntimeError) as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(1)
+    segmenter = segmenters[0]
     options = Options(segmenter.spec.threshold if threshold is None else threshold, largest_component, overlays,
                       channel_order(channels, segmenter.spec.channels))
 
@@ -210,9 +224,10 @@ def main(inputs, model, out, threads, delegate, cpu_fallback, threshold, largest
     items, notes = collect(inputs)
     for note in notes:
         click.echo(note, err=True)
-    results = segment_all(items, segmenter.predict, options, out)
+    results = segment_all(items, combined(segmenters, tta), options, out)
     failures = sum("error" in item for item in results)
-    report = {"model": str(model), "backend": segmenter.backend, "delegate": segmenter.delegate,
+    report = {"model": str(models[0]) if len(models) == 1 else [str(m) for m in models], "tta": tta,
+              "backend": segmenter.backend, "delegate": segmenter.delegate,
               "threshold": options.threshold, "largest_component": options.largest_component,
               "saunet": __version__, "results": results}
     write_text(out / "results.json", json.dumps(report, indent=2) + "\n")
