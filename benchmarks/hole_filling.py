@@ -19,7 +19,7 @@ import numpy as np
 from scipy.ndimage import binary_fill_holes
 
 from saunet.benchmarks import machine
-from saunet.runtime.cli import BUNDLED_MODEL
+from saunet.runtime.models import BUNDLED_MODEL
 from saunet.runtime.files import write_text
 from saunet.runtime.inputs import folder_items
 from saunet.runtime.metrics import dice

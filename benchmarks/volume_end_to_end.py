@@ -26,7 +26,7 @@ import nibabel as nib
 import numpy as np
 
 from saunet.benchmarks import machine
-from saunet.runtime.cli import BUNDLED_MODEL, Options, segment_volume
+from saunet.runtime.models import BUNDLED_MODEL, Options, segment_volume
 from saunet.runtime.files import write_text
 from saunet.runtime.inputs import Item, folder_items
 from saunet.runtime.nifti import read_nifti

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from saunet.benchmarks import machine
-from saunet.runtime.cli import BUNDLED_MODEL
+from saunet.runtime.models import BUNDLED_MODEL
 from saunet.runtime.files import write_text
 from saunet.runtime.inputs import folder_items
 from saunet.runtime.intensity import window
