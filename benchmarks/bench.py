@@ -81,7 +81,7 @@ def thread_counts() -> list[int]:
 
 def export_missing(run: Path, data: Path, settings: Settings) -> dict[str, Path]:
     """The run's TFLite exports (RUN/export/saunet_<format>.tflite), made with saunet-export where missing."""
-    from saunet.quantize.cli import export, output_paths
+    from saunet.quantize.pipeline import export, output_paths
 
     names = [f.name for f in FORMATS]
     paths = output_paths(run, run, None, names)

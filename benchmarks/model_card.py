@@ -156,7 +156,7 @@ def card(record: dict, bench: dict, bench_name: str, models: dict, notes: str) -
     lcc = int8_scores["dice_3d_lcc"]["mean"]
     lcc_low, lcc_high = bootstrap_interval([p["dice_3d_lcc"] for p in int8_scores["per_patient"]])
     spec = Preprocessing.from_dict(config["preprocessing"])
-    arch = config["architecture"]
+    arch = config["model"] if "model" in config else config["architecture"]  # records from before ModelSpec
     size = spec.input_size
     val_epochs = ", ".join(f"{float(h['val_dice_3d']):.3f}" for h in record["history.csv"])
     normalise = ("none: the channels as stored" if spec.normalise == "none" else

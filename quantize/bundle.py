@@ -26,7 +26,7 @@ import click
 import saunet.quantize  # noqa: F401  (Keras 2 before TensorFlow)
 from saunet.quantize.choice import pick_int8, read_reports
 from saunet.quantize.formats import BY_NAME
-from saunet.runtime.cli import BUNDLED_MODEL
+from saunet.runtime.models import BUNDLED_MODEL
 from saunet.runtime.files import atomic_path
 from saunet.runtime.metadata import ModelError, read_metadata
 from saunet.runtime.preprocess import Preprocessing

@@ -8,9 +8,14 @@ from pathlib import Path
 import click
 
 import saunet.quantize  # noqa: F401  (Keras 2 before TensorFlow)
+<<<<<<< HEAD
 from saunet.quantize.formats import BY_NAME, table
 from saunet.runtime.files import atomic_path
 from saunet.runtime.interpreter import NoInterpreterError, find_backend
+=======
+from saunet.quantize.formats import BY_NAME, FORMATS, table
+from saunet.quantize.pipeline import check_edgetpu, export
+>>>>>>> main
 from saunet.runtime.metadata import ModelError
 from saunet.runtime.options import FiniteFloatRange
 from saunet.runtime.preprocess import InputError
@@ -19,23 +24,18 @@ from saunet.training.dataset import DataError
 FAILURES = (DataError, InputError, ModelError, NoInterpreterError, ValueError, OSError)
 
 
-def output_paths(source: Path, run: Path, out: Path | None, names: list[str]) -> dict[str, Path]:
-    """Where each format goes: --out itself for one format, else <stem><suffix> beside it."""
-    if out is not None and len(names) == 1:
-        return {names[0]: out}
-    base = out if out is not None else run / "export" / "saunet.tflite"
-    stem = base.name[: -len(".tflite")] if base.name.endswith(".tflite") else base.name
-    return {name: base.with_name(stem + BY_NAME[name].suffix) for name in names}
+def format_flags(command):
+    """One flag a format of the table (quantize/formats.py), so flags, files and rows cannot drift apart."""
+    for fmt in reversed(FORMATS):
+        command = click.option(fmt.flag, "formats", flag_value=fmt.name, multiple=True,
+                               help=f"{fmt.name}: {fmt.quantization}")(command)
+    return command
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True},
-               epilog="Formats:\n\n" + table())
+               epilog="\b\nFormats:\n" + table())
 @click.argument("source", type=click.Path(path_type=Path))
-@click.option("--int8", "formats", flag_value="int8", multiple=True, help="int8, quantization-aware fine-tuning")
-@click.option("--ptq", "formats", flag_value="int8-ptq", multiple=True, help="int8, post-training calibration only")
-@click.option("--float32", "formats", flag_value="float32", multiple=True, help="float32 TFLite")
-@click.option("--float16", "formats", flag_value="float16", multiple=True, help="float16 weights")
-@click.option("--dynamic", "formats", flag_value="dynamic", multiple=True, help="dynamic-range (int8 weights)")
+@format_flags
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="output file (one format) or name stem [default: RUN/export/saunet_<format>.tflite]")
 @click.option("--data", type=click.Path(path_type=Path), default=None, help="data folder [default: the run's]")
@@ -73,6 +73,7 @@ def main(source, formats, out, data, qat_epochs, qat_lr, qat_steps, calibration,
         sys.exit(2)
 
 
+<<<<<<< HEAD
 def export(source: Path, names: list[str], out: Path | None, data: Path | None, qat_epochs: int, qat_lr: float,
            qat_steps: int | None, calibration: int, tolerance: float, force: bool) -> dict:
     from saunet.quantize.export import export_formats
@@ -140,3 +141,5 @@ def check_edgetpu(model: Path) -> None:
     write_text(target, json.dumps(report, indent=2) + "\n")
     click.echo(summary(report))
     click.echo(f"Edge TPU report: {target}")
+=======
+>>>>>>> main

@@ -37,3 +37,30 @@ def averaged(predictors: Sequence[Predictor]) -> Predictor:
         return total / np.float32(len(predictors))
 
     return predict_mean
+
+
+def combined(segmenters: Sequence, tta: bool) -> Callable:
+    """One scan's Prediction from several device models, each also shown the mirrored scan with `tta`.
+
+    The probabilities are averaged as `averaged` and `mirrored` do; the times are summed, since
+    on the device each model runs in turn.
+    """
+    from saunet.runtime.segmenter import Prediction
+
+    def predict(pixels: np.ndarray) -> Prediction:
+        parts = [s.predict(pixels) for s in segmenters]
+        if tta:
+            flipped = np.ascontiguousarray(pixels[:, ::-1])
+            mirrors = [s.predict(flipped) for s in segmenters]
+            for part in mirrors:
+                part.probability = part.probability[:, ::-1]
+            parts += mirrors
+        if len(parts) == 1:
+            return parts[0]
+        probability = parts[0].probability.astype(np.float32)
+        for part in parts[1:]:
+            probability = probability + part.probability
+        return Prediction(probability / np.float32(len(parts)), sum(p.preprocess_ms for p in parts),
+                          sum(p.invoke_ms for p in parts), sum(p.postprocess_ms for p in parts))
+
+    return predict

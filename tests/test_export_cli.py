@@ -116,7 +116,7 @@ import saunet.training, numpy as np
 from pathlib import Path
 from saunet.training.evaluate import load_keras_model
 from saunet.training.keras import keras
-from saunet.training.train import custom_objects
+from saunet.training.model import custom_objects
 bundled = keras.models.load_model({str(dest / 'saunet_float.keras')!r}, custom_objects=custom_objects())
 best, _, _ = load_keras_model(Path({str(folder)!r}))
 assert bundled.optimizer is None, "the bundled float model should carry no optimiser state"

@@ -32,7 +32,7 @@ def optimizer_state(model_file: Path) -> tuple[int, float]:
     result = run_python(
         "import saunet.training, sys\n"
         "from saunet.training.keras import keras\n"
-        "from saunet.training.train import custom_objects\n"
+        "from saunet.training.model import custom_objects\n"
         f"m = keras.models.load_model({str(model_file)!r}, custom_objects=custom_objects())\n"
         "o = m.optimizer\n"
         "lr = o.get_config()['learning_rate']\n"
@@ -129,7 +129,7 @@ def test_init_from_starts_from_a_trained_model_at_another_size_and_refuses_a_lea
     same = run_python(f"""
 import saunet.training, numpy as np
 from saunet.training.keras import keras
-from saunet.training.train import custom_objects
+from saunet.training.model import custom_objects
 a, b = (keras.models.load_model(p, custom_objects=custom_objects()) for p in ({str(source / 'best.keras')!r}, {str(tuned / 'best.keras')!r}))
 assert a.input_shape[1:3] == (16, 16) and b.input_shape[1:3] == (32, 32)
 assert all(np.array_equal(x, y) for x, y in zip(a.trainable_weights, b.trainable_weights)), "at --lr 0 the weights stay the source's"
@@ -142,7 +142,7 @@ assert all(np.array_equal(x, y) for x, y in zip(a.trainable_weights, b.trainable
     assert leaky.stderr.strip().splitlines()[-1].startswith(
         f"error: {source / 'best.keras'}: learnt from or was chosen on "), leaky.stderr
     foreign = saunet("train", "--data", str(dataset), "--out", str(tmp_path / "foreign"), "--epochs", "1", *TINY,
-                     "--preset", "seed", "--init-from", str(source))
+                     "--preset", "sa-unet", "--init-from", str(source))
     assert foreign.returncode == 1
     assert "another architecture" in foreign.stderr.strip().splitlines()[-1], foreign.stderr
     missing = saunet("train", "--data", str(dataset), "--out", str(tmp_path / "missing"), "--epochs", "1", *TINY,

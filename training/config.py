@@ -30,9 +30,9 @@ class Augmentation:
         grey: probability of showing a slice grey, its FLAIR channel copied into all three. The
             data set filled missing sequences with FLAIR, so some volumes are grey; few of them
             are in any training split, and a model that never saw one segments nothing on it.
-            Measured since: in those volumes the tumour is only ~1.3x as bright as the brain,
-            against ~2x in the FLAIR channel of the others, so this imitates their colour but
-            not their contrast (docs/measured.md, "The 50-epoch run").
+            Measured since: in those volumes the tumour stands out less in FLAIR than in most
+            others, so this imitates their colour but not their contrast
+            (benchmarks/reports/2026-12-06-intensity-levels.json, `flair_contrast`).
     """
 
     rotation: float = 0.25

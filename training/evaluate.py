@@ -113,7 +113,7 @@ def load_keras_model(path: Path, checkpoint: str = "best"):
     """(model, run folder, preprocessing) for a run folder (its best.keras or last.keras), a .keras
     file in one, or a bundled .keras file."""
     from saunet.training.keras import keras
-    from saunet.training.train import custom_objects
+    from saunet.training.model import custom_objects
 
     model_file = path / f"{checkpoint}.keras" if path.is_dir() else path
     run = model_file.parent

@@ -129,4 +129,12 @@ def build_saunet(
     return keras.Model(inputs, outputs, name=f"saunet_{spec.preset.replace('-', '_')}")
 
 
-__all__ = ["PRESETS", "ModelSpec", "build_saunet", "model_spec"]
+def custom_objects() -> dict:
+    """What load_model needs beyond Keras; the layers register themselves on import."""
+    import saunet.training.layers  # noqa: F401
+    import saunet.training.losses  # noqa: F401
+
+    return {}
+
+
+__all__ = ["PRESETS", "ModelSpec", "build_saunet", "custom_objects", "model_spec"]

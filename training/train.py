@@ -34,7 +34,7 @@ from saunet.training.dataset import BadFiles, Volume, find_cases, fold_split, lo
 from saunet.training.evaluate import keras_predictor, predict_volumes
 from saunet.training.keras import keras
 from saunet.training.losses import make_loss, training_metrics
-from saunet.training.model import build_saunet
+from saunet.training.model import build_saunet, custom_objects
 from saunet.training.config import DEFAULT_EPOCHS, RECIPES, SCHEDULES, TrainConfig, recipe_config  # noqa: F401
 from saunet.training.pipeline import make_dataset
 from saunet.training.plots import plot_curves, plot_samples
@@ -57,14 +57,6 @@ def learning_rate(peak: float, schedule: str, steps: int) -> float | keras.optim
     if schedule == "cosine":
         return keras.optimizers.schedules.CosineDecay(peak, decay_steps=steps, alpha=0.01)
     raise ValueError(f"unknown learning-rate schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
-
-
-def custom_objects() -> dict:
-    """What load_model needs beyond Keras; the layers register themselves on import."""
-    import saunet.training.layers  # noqa: F401
-    import saunet.training.losses  # noqa: F401
-
-    return {}
 
 
 def save_model(model: keras.Model, path: Path) -> None:
