@@ -8,14 +8,9 @@ from pathlib import Path
 import click
 
 import saunet.quantize  # noqa: F401  (Keras 2 before TensorFlow)
-<<<<<<< HEAD
-from saunet.quantize.formats import BY_NAME, table
-from saunet.runtime.files import atomic_path
-from saunet.runtime.interpreter import NoInterpreterError, find_backend
-=======
 from saunet.quantize.formats import BY_NAME, FORMATS, table
 from saunet.quantize.pipeline import check_edgetpu, export
->>>>>>> main
+from saunet.runtime.interpreter import NoInterpreterError
 from saunet.runtime.metadata import ModelError
 from saunet.runtime.options import FiniteFloatRange
 from saunet.runtime.preprocess import InputError
@@ -73,73 +68,3 @@ def main(source, formats, out, data, qat_epochs, qat_lr, qat_steps, calibration,
         sys.exit(2)
 
 
-<<<<<<< HEAD
-def export(source: Path, names: list[str], out: Path | None, data: Path | None, qat_epochs: int, qat_lr: float,
-           qat_steps: int | None, calibration: int, tolerance: float, force: bool) -> dict:
-    from saunet.quantize.export import export_formats
-    from saunet.quantize.parity import compare, markdown, write_report
-    from saunet.runtime.segmenter import Segmenter
-    from saunet.training.dataset import find_cases, load_cases, stack
-    from saunet.training.evaluate import keras_predictor, load_keras_model, model_spec_of
-
-    find_backend()  # the parity check runs the exports: refuse before writing any if it cannot
-    model, run, spec = load_keras_model(source)
-    model_spec = model_spec_of(source)
-    paths = output_paths(source, run, out, names)
-    existing = [p for p in paths.values() if p.exists()]
-    if existing and not force:
-        raise ValueError(f"{existing[0]}: exists; add --force to overwrite it")
-    split_file, config_file = run / "split.json", run / "config.json"
-    if not split_file.is_file() or not config_file.is_file():
-        raise DataError(f"{run}: not a saunet run folder (no split.json/config.json); the export needs "
-                        "its training and validation patients")
-    split, config = json.loads(split_file.read_text()), json.loads(config_file.read_text())
-    data = Path(data or config["data"])
-    cases = {c.name: c for c in find_cases(data)}
-    missing = [name for name in split["train"] + split["val"] if name not in cases]
-    if missing:
-        raise DataError(f"{data}: lacks case {missing[0]} of the run's split")
-    needs_training = any(BY_NAME[n].needs_data for n in names)
-    train = load_cases([cases[n] for n in split["train"]], spec.input_size) if needs_training else []
-    if needs_training and not train:
-        raise DataError(f"{data}: no training slices of the run's split")
-    images, masks = stack(train) if train else (None, None)
-    val = load_cases([cases[n] for n in split["val"]], None)
-
-    float_predict = keras_predictor(model, spec)
-    state = json.loads((run / "state.json").read_text()) if (run / "state.json").is_file() else {}
-    # Names, not paths: the model travels to other machines, where the exporting machine's folders mean nothing.
-    metadata = {"preset": model_spec.preset, "data": data.resolve().name,
-                "split": {k: split[k] for k in ("seed", "fractions") if k in split},
-                "validation_cases": split["val"], "float_val_dice_3d": state.get("best_score"),
-                "source": source.resolve().relative_to(run.resolve().parent).as_posix()}
-    flatbuffers = export_formats(model, [BY_NAME[n] for n in names], model_spec, metadata, images, masks,
-                                 qat_epochs, qat_lr, qat_steps, calibration)
-    for name, flatbuffer in flatbuffers.items():
-        with atomic_path(paths[name]) as partial:
-            partial.write_bytes(flatbuffer)
-        click.echo(f"wrote {paths[name]} ({len(flatbuffer) / 1e6:.2f} MB)")
-
-    segmenters = {name: Segmenter(paths[name]) for name in names}
-    report = compare(val, float_predict, {n: s.predict_batch for n, s in segmenters.items()}, spec.threshold, tolerance)
-    sizes = {name: len(b) for name, b in flatbuffers.items()}
-    report["files"] = {name: path.name for name, path in paths.items()}  # beside the report; the bundle's rule reads them
-    stem = paths[names[0]].with_suffix("")
-    json_path, md_path = write_report(report, sizes, stem)
-    click.echo(markdown(report, sizes))
-    click.echo(f"parity report: {json_path}, {md_path}")
-    return {**report, "paths": {name: str(path) for name, path in paths.items()}}
-
-
-def check_edgetpu(model: Path) -> None:
-    """Runs the Edge TPU compiler or static check on `model`; writes <stem>_edgetpu.json."""
-    from saunet.quantize.edgetpu import compile_or_check, summary
-    from saunet.runtime.files import write_text
-
-    report = compile_or_check(model)
-    target = model.with_name(model.stem + "_edgetpu.json")
-    write_text(target, json.dumps(report, indent=2) + "\n")
-    click.echo(summary(report))
-    click.echo(f"Edge TPU report: {target}")
-=======
->>>>>>> main

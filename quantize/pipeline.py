@@ -7,6 +7,7 @@ from pathlib import Path
 
 from saunet.quantize.formats import BY_NAME
 from saunet.runtime.files import atomic_path
+from saunet.runtime.interpreter import find_backend
 from saunet.training.dataset import DataError
 
 
@@ -27,6 +28,7 @@ def export(source: Path, names: list[str], out: Path | None, data: Path | None, 
     from saunet.training.dataset import find_cases, load_cases, stack
     from saunet.training.evaluate import keras_predictor, load_keras_model, model_spec_of
 
+    find_backend()  # the parity check runs the exports: refuse before writing any if it cannot
     model, run, spec = load_keras_model(source)
     model_spec = model_spec_of(source)
     paths = output_paths(source, run, out, names)
