@@ -11,7 +11,7 @@ from saunet.quantize import cli as export_cli
 from saunet.training import cli as train_cli
 
 BAD_TRAIN = [
-    ["--batch-size", "0"], ["--batch-size", "-4"], ["--epochs", "0"], ["--lr", "nan"], ["--lr", "0"],
+    ["--batch-size", "0"], ["--batch-size", "-4"], ["--epochs", "0"], ["--lr", "nan"], ["--lr", "-1e-3"],
     ["--lr", "inf"], ["--smooth", "nan"], ["--smooth", "-1"], ["--keep-prob", "nan"], ["--keep-prob", "0"],
     ["--rotation", "nan"], ["--shift", "nan"], ["--shear", "inf"], ["--zoom", "nan"], ["--grey", "nan"],
     ["--grey", "1.5"], ["--tumour-share", "nan"], ["--tumour-share", "1"], ["--input-size", "8"],
