@@ -224,7 +224,7 @@ def bench(source: Path, data: Path | None, delegate: str | None, settings: Setti
     rows = make_rows(run, static, paths, delegate, lambda: calibration_inputs(run, data, spec, calibration))
     gop = count_ops(static)
     threads = thread_counts()
-    started = time.time()
+    started, load_at_start = time.time(), os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as scratch_name:
         scratch = Path(scratch_name)
         slices, truth = write_slices(volumes, scratch / "slices")
@@ -246,7 +246,7 @@ def bench(source: Path, data: Path | None, delegate: str | None, settings: Setti
     from saunet.benchmarks.report import build_report
 
     return build_report(rows, floors, masks, gop, threads, patients, len(truth), run, settings,
-                        minutes=(time.time() - started) / 60)
+                        minutes=(time.time() - started) / 60, load=(load_at_start, os.getloadavg()[0]))
 
 
 def measure_floors(static, wanted: set[str], threads: list[int], settings: Settings, scratch: Path) -> dict:

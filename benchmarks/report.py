@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import date
 from pathlib import Path
 
@@ -85,16 +86,22 @@ def markdown(report: dict) -> str:
     head += [f"p50/p90/p99 ms @{t}" for t in threads] + [f"GOP/s @{t}" for t in threads]
     head += [f"× floor @{t}" for t in threads]
     head += ["slices/s", "peak MB"]
-    lines = [f"saunet-bench, {report['date']}, {report['machine']}", "",
-             f"Model: `{report['run']}` ({report['gop']:.2f} GOP a slice). Test patients: {len(report['patients'])}"
-             f" ({report['slices']} slices). Dice: mean per-patient 3D Dice at the masks' own size; ΔDice and "
-             f"agreement (thresholded masks, all pixels) against the Keras float model. Latency: the model call "
-             f"alone on one slice, {report['settings']['runs']} runs after {report['settings']['warmup']} warm-up. "
-             f"× floor: the p50 latency over the floor of the row's engine and number format (below). "
-             f"slices/s: end to end (preprocess, model, mask back to size) at {threads[-1]} threads. Peak MB: peak "
-             f"resident memory of the measuring process." + (" QUICK RUN: a smoke test, not a benchmark."
-                                                                if report["settings"]["quick"] else ""), "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    load = report.get("load_average")
+    lines = [f"saunet-bench, {report['date']}, {report['machine']}", ""]
+    if load:
+        lines += [f"Load average (1 minute) when the measurements began: {load['start']:.2f}, when they ended: "
+                  f"{load['end']:.2f}, on {os.cpu_count()} cores (the benchmark itself adds up to 1); above that, "
+                  "other processes shared the cores and every latency below is contended.", ""]
+    lines += [
+        f"Model: `{report['run']}` ({report['gop']:.2f} GOP a slice). Test patients: {len(report['patients'])}"
+        f" ({report['slices']} slices). Dice: mean per-patient 3D Dice at the masks' own size; ΔDice and "
+        f"agreement (thresholded masks, all pixels) against the Keras float model. Latency: the model call "
+        f"alone on one slice, {report['settings']['runs']} runs after {report['settings']['warmup']} warm-up. "
+        f"× floor: the p50 latency over the floor of the row's engine and number format (below). "
+        f"slices/s: end to end (preprocess, model, mask back to size) at {threads[-1]} threads. Peak MB: peak "
+        f"resident memory of the measuring process." + (" QUICK RUN: a smoke test, not a benchmark."
+                                                           if report["settings"]["quick"] else ""), "",
+        "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
     def num(value, fmt):
         return "" if value is None else format(value, fmt)
@@ -143,8 +150,12 @@ def floor_summary(results: dict) -> dict:
 
 
 def build_report(rows, floors: dict, masks: dict, gop: float, threads: list[int], patients: list[str],
-                 slices: int, run: Path, settings, minutes: float) -> dict:
-    """Everything the report holds: each row's figures, the measured floors and the goals."""
+                 slices: int, run: Path, settings, minutes: float, load: tuple[float, float] | None = None) -> dict:
+    """Everything the report holds: each row's figures, the measured floors and the goals.
+
+    `load`: the 1-minute load average when the measurements began and ended; other processes
+    on the cores slow every row, and the report says how busy the machine was.
+    """
     floors = {name: floor_summary(results) for name, results in floors.items()}
     summaries = [row_summary(row, masks, gop, floors, threads) for row in rows]
     reference = next((s for s in summaries if s["name"] == REFERENCE_ROW), {})
@@ -158,7 +169,7 @@ def build_report(rows, floors: dict, masks: dict, gop: float, threads: list[int]
         "slices": slices,
         "settings": {"warmup": settings.warmup, "runs": settings.runs, "quick": settings.patients is not None},
         "isa": machine.isa_features(), "floors": floors, "rows": summaries, "goals": goals(by_name, threads),
-        "minutes": minutes,
+        "minutes": minutes, "load_average": None if load is None else {"start": load[0], "end": load[1]},
     }
     report["markdown"] = markdown(report)
     return report

@@ -68,7 +68,7 @@ def test_floor_ratio_is_latency_over_the_rows_own_floor() -> None:
     floors = {"litert int8": {1: {"chained_ms": [2.5, 2.5, 2.5], "backend": "x", "peak_rss_mb": 1.0,
                                   "layers": [{"model": "a", "count": 2, "p50_ms": 0.5},
                                              {"model": "b", "count": 1, "p50_ms": 1.0}]}}}
-    report = build_report([row], floors, {}, 1.0, [1], ["p"], 1, Path("run"), Settings(), 0.0)
+    report = build_report([row], floors, {}, 1.0, [1], ["p"], 1, Path("run"), Settings(), 0.0, load=(2.5, 2.75))
     (summary,) = report["rows"]
     assert summary["floor_ratio"] == {1: pytest.approx(1.5)}
     floor = report["floors"]["litert int8"]
@@ -77,3 +77,4 @@ def test_floor_ratio_is_latency_over_the_rows_own_floor() -> None:
     goal = next(g for g in report["goals"] if "floor" in g["goal"])
     assert goal["value"] == pytest.approx(1.5) and goal["met"] is False
     assert "| tflite int8 | ok |" in report["markdown"] and "1.50" in report["markdown"]
+    assert "Load average (1 minute) when the measurements began: 2.50, when they ended: 2.75" in report["markdown"]
