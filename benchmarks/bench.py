@@ -82,7 +82,7 @@ def thread_counts() -> list[int]:
 
 def export_missing(run: Path, data: Path, settings: Settings) -> dict[str, Path]:
     """The run's TFLite exports (RUN/export/saunet_<format>.tflite), made with saunet-export where missing."""
-    from saunet.quantize.cli import export, output_paths
+    from saunet.quantize.pipeline import export, output_paths
 
     names = [f.name for f in LITERT]
     paths = output_paths(run, run, None, names)
@@ -126,6 +126,7 @@ def floor_of(fmt: Format) -> str:
 def make_rows(run: Path, static, paths: dict[str, Path], delegate: str | None, inputs) -> list[Row]:
     """The table's rows, in order, with those that cannot run here marked skipped and why."""
     import tensorflow as tf
+
 
     best = run / "best.keras"
     rows = [Row("keras float32 (TF CPU)", "keras", best)]
@@ -212,14 +213,14 @@ def bench(source: Path, data: Path | None, delegate: str | None, settings: Setti
     """Measures every row and returns the report (see report.py for what it holds)."""
     from saunet.benchmarks.graph import count_ops
     from saunet.quantize.qat import without_dropblock
-    from saunet.training.evaluate import load_keras_model, load_split, split_cases_of
+    from saunet.training.evaluate import load_keras_model, load_split, model_spec_of, split_cases_of
 
     model, run, spec = load_keras_model(source)
     data = Path(data or json.loads((run / "config.json").read_text())["data"])
     patients = split_cases_of(run, "test")[: settings.patients]
     volumes = load_split(data, patients)
     paths = export_missing(run, data, settings)
-    static = without_dropblock(model, batch_size=1)
+    static = without_dropblock(model, model_spec_of(run), batch_size=1)
     calibration = 16 if settings.patients is not None else 200
     rows = make_rows(run, static, paths, delegate, lambda: calibration_inputs(run, data, spec, calibration))
     gop = count_ops(static)

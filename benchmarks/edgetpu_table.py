@@ -21,14 +21,17 @@ from saunet.quantize.convert import convert
 from saunet.quantize.edgetpu import check_flatbuffer, static_check
 from saunet.quantize.formats import BY_NAME
 from saunet.quantize.qat import without_dropblock
-from saunet.runtime.cli import BUNDLED_MODEL
 from saunet.runtime.files import write_text
-from saunet.training.model import PRESETS, build_saunet
+from saunet.runtime.models import BUNDLED_MODEL
+from saunet.runtime.preprocess import Preprocessing
+from saunet.runtime.spec import PRESETS, model_spec
+from saunet.training.model import build_saunet
 
 
 def preset_model(preset: str, input_size: int) -> bytes:
     """The preset as an int8 .tflite, the way saunet-export's --ptq makes it (random calibration)."""
-    model = without_dropblock(build_saunet(preset, input_size=input_size), batch_size=1)
+    spec = model_spec(preset, Preprocessing(input_size=input_size))
+    model = without_dropblock(build_saunet(spec), spec, batch_size=1)
     rng = np.random.default_rng(0)
     inputs = [rng.uniform(0, 1, model.input_shape).astype(np.float32) for _ in range(8)]
     return convert(model, BY_NAME["int8-ptq"], lambda: ([x] for x in inputs))

@@ -16,8 +16,6 @@ from pathlib import Path
 import numpy as np
 
 import saunet.quantize  # noqa: F401  (Keras 2 before TensorFlow)
-import tensorflow as tf
-
 from saunet.runtime.files import atomic_path
 from saunet.training.keras import keras
 
@@ -59,6 +57,8 @@ def _random_inputs(model: keras.Model, seed: int = 0):
 
 def to_tflite(model: keras.Model, number: str) -> bytes:
     """A one-layer model as .tflite: float32, or int8 throughout (int8 input and output) like the int8 exports."""
+    import tensorflow as tf
+
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     if number == "int8":
         inputs = _random_inputs(model)

@@ -35,7 +35,7 @@ from PIL import Image
 
 import saunet.runtime
 from saunet.benchmarks import machine
-from saunet.runtime.cli import BUNDLED_MODEL
+from saunet.runtime.models import BUNDLED_MODEL
 from saunet.runtime.files import write_text
 
 QEMU = "qemu-aarch64-static"
@@ -50,8 +50,9 @@ ARCHIVES = (("http://deb.debian.org/debian", SUITE), ("http://deb.debian.org/deb
 KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 #: The smallest set that runs saunet-run with either interpreter (found by removing packages until it
 #: broke): python3.11 needs libexpat1 to start and libffi8 for ctypes, which both interpreters import;
-#: libssl3, libbz2, liblzma5 are optional for Python (hashlib, bz2, lzma fall back or are never imported).
-DEBS = ("libc6", "libgcc-s1", "libstdc++6", "zlib1g", "libexpat1", "libffi8",
+#: libbz2-1.0 for bz2, which nibabel imports (NIfTI volumes); libssl3 and liblzma5 are optional for
+#: Python (hashlib, lzma fall back or are never imported).
+DEBS = ("libc6", "libgcc-s1", "libstdc++6", "zlib1g", "libexpat1", "libffi8", "libbz2-1.0",
         "libpython3.11-minimal", "libpython3.11-stdlib", "python3.11-minimal")
 #: bookworm has glibc 2.36: wheels tagged manylinux_2_17 (= manylinux2014) up to manylinux_2_36 run there.
 #: pip does not expand an explicit --platform to older tags, and tflite-runtime 2.14 is manylinux_2_34 only.
@@ -87,7 +88,7 @@ def wheel_requirements(backend: str) -> list[str]:
             interpreter = [f"ai-edge-litert=={importlib.metadata.version('ai-edge-litert')}"]
         except importlib.metadata.PackageNotFoundError:
             interpreter = ["ai-edge-litert"]
-    return interpreter + ["pillow", "click"]
+    return interpreter + ["pillow", "click", "pypng", "nibabel", "pydicom"]
 
 
 def short_hash(*parts: object) -> str:
@@ -305,7 +306,19 @@ def run_aarch64(root: Path, site: Path, shim: Path, cpu: str, model: Path, image
 
 
 def read_mask(path: str | Path) -> np.ndarray:
+    """A `_pred.png`, or a volume's `_seg.nii.gz` (voxels in the input's own order)."""
+    if str(path).endswith(".nii.gz"):
+        import nibabel as nib
+
+        return np.asanyarray(nib.load(path).dataobj)
     return np.asarray(Image.open(path))
+
+
+def mask_figures(entry: dict) -> tuple[str, int, float | None]:
+    """(mask file, tumour pixels or voxels, mean probability inside) of a slice's or a NIfTI volume's entry."""
+    if "seg" in entry:
+        return entry["seg"], entry["volume"]["tumour_voxels"], entry["volume"]["mean_probability_inside"]
+    return entry["mask"], entry["tumour_pixels"], entry["mean_probability_inside"]
 
 
 def compare(x86: dict, arm: dict) -> list[dict]:
@@ -319,15 +332,16 @@ def compare(x86: dict, arm: dict) -> list[dict]:
         if "error" in ours or "error" in theirs:
             rows.append({**row, "compared": False, "error": ours.get("error") or theirs.get("error")})
             continue
-        a, b = read_mask(ours["mask"]), read_mask(theirs["mask"])
+        (mask_a, tumour_a, mean_a), (mask_b, tumour_b, mean_b) = mask_figures(ours), mask_figures(theirs)
+        a, b = read_mask(mask_a), read_mask(mask_b)
         if a.shape != b.shape:
             rows.append({**row, "compared": False, "error": f"mask shapes differ: {a.shape} vs {b.shape}"})
             continue
         differing = int((a != b).sum())
-        means = ours["mean_probability_inside"], theirs["mean_probability_inside"]
+        means = mean_a, mean_b
         rows.append({**row, "compared": True, "pixels": int(a.size), "differing_pixels": differing,
                      "agreement": 1 - differing / a.size, "identical": differing == 0,
-                     "tumour_pixels": {"x86_64": ours["tumour_pixels"], "aarch64": theirs["tumour_pixels"]},
+                     "tumour_pixels": {"x86_64": tumour_a, "aarch64": tumour_b},
                      "mean_probability_inside": {"x86_64": means[0], "aarch64": means[1]},
                      "mean_probability_difference": abs(means[0] - means[1]) if None not in means else None})
     return rows
@@ -399,7 +413,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=None, help="a .tflite model [default: the bundled int8 one]")
     parser.add_argument("--image", type=Path, nargs="+", default=None,
-                        help="scans to segment [default: two of examples/slices]")
+                        help="scans to segment, slices or NIfTI volumes [default: two of examples/slices]")
     parser.add_argument("--cache", type=Path, default=None, help="where the aarch64 root and wheels are kept "
                         f"[default: $SAUNET_PI_CACHE or {DEFAULT_CACHE}]")
     parser.add_argument("--report", type=Path, default=None, help="JSON report [default: CACHE/report.json]")

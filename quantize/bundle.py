@@ -26,7 +26,7 @@ import click
 import saunet.quantize  # noqa: F401  (Keras 2 before TensorFlow)
 from saunet.quantize.choice import pick_int8, read_reports
 from saunet.quantize.formats import BY_NAME
-from saunet.runtime.cli import BUNDLED_MODEL
+from saunet.runtime.models import BUNDLED_MODEL
 from saunet.runtime.files import atomic_path
 from saunet.runtime.metadata import ModelError, read_metadata
 from saunet.runtime.preprocess import Preprocessing
@@ -37,18 +37,22 @@ FLOAT_SPEC_NAME = "saunet_float.json"
 
 def bundle(run: Path, int8: Path, dest: Path) -> dict[str, Path]:
     """Checks that `int8` was made from `run`'s model, then writes both into `dest`."""
-    from saunet.training.evaluate import load_keras_model, model_split
+    from saunet.runtime.spec import ModelSpec
+    from saunet.training.evaluate import load_keras_model, model_spec_of, model_split
 
     metadata = read_metadata(int8)
     fmt = metadata.get("format")
     if fmt not in BY_NAME or not BY_NAME[fmt].integer_io:
         raise ModelError(int8, f"is a {fmt or 'non-saunet'} model; bundle an int8 export (--int8 or --ptq)")
     model, _, spec = load_keras_model(run)
-    theirs = (metadata.get("preset"), metadata.get("preprocessing", {}).get("input_size"))
-    ours = (model.name.removeprefix("saunet_").replace("_", "-"), spec.input_size)
-    if theirs != ours:
-        raise ModelError(int8, f"was exported from a {theirs[0]} model at {theirs[1]}px, but {run} holds "
-                               f"a {ours[0]} model at {ours[1]}px")
+    ours = model_spec_of(run)
+    if "model" not in metadata:
+        raise ModelError(int8, "carries no model description (exported by an older saunet); export it again")
+    theirs = ModelSpec.from_dict(metadata["model"])
+    if (theirs.preset, theirs.filters, theirs.input_size) != (ours.preset, ours.filters, ours.input_size):
+        raise ModelError(int8, f"was exported from a {theirs.preset} model of widths {list(theirs.filters)} at "
+                               f"{theirs.input_size}px, but {run} holds a {ours.preset} model of widths "
+                               f"{list(ours.filters)} at {ours.input_size}px")
     exported, trained = Preprocessing.from_dict(metadata.get("preprocessing", {})).to_dict(), spec.to_dict()
     differences = [f"{key} {exported[key]} ({run}: {trained[key]})" for key in trained if exported[key] != trained[key]]
     if differences:
@@ -59,7 +63,8 @@ def bundle(run: Path, int8: Path, dest: Path) -> dict[str, Path]:
             atomic_path(targets["float preprocessing"]) as spec_partial:
         model.save(float_partial)  # loaded uncompiled: no optimiser state to save
         _, split = model_split(run)
-        spec_partial.write_text(json.dumps({"preprocessing": spec.to_dict(), "split": split}, indent=2) + "\n")
+        spec_partial.write_text(json.dumps({"preprocessing": spec.to_dict(), "model": ours.to_dict(), "split": split},
+                                           indent=2) + "\n")
         shutil.copyfile(int8, int8_partial)
     return targets
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 
 import saunet.quantize  # noqa: F401  (Keras 2 before TensorFlow)
-from saunet.quantize.formats import BY_NAME, table
-from saunet.runtime.files import atomic_path
+from saunet.quantize.formats import BY_NAME, LITERT, table
+from saunet.quantize.pipeline import check_edgetpu, export
 from saunet.runtime.metadata import ModelError
 from saunet.runtime.preprocess import InputError
 from saunet.training.dataset import DataError
@@ -17,23 +17,18 @@ from saunet.training.dataset import DataError
 FAILURES = (DataError, InputError, ModelError, ValueError, OSError)
 
 
-def output_paths(source: Path, run: Path, out: Path | None, names: list[str]) -> dict[str, Path]:
-    """Where each format goes: --out itself for one format, else <stem><suffix> beside it."""
-    if out is not None and len(names) == 1:
-        return {names[0]: out}
-    base = out if out is not None else run / "export" / "saunet.tflite"
-    stem = base.name[: -len(".tflite")] if base.name.endswith(".tflite") else base.name
-    return {name: base.with_name(stem + BY_NAME[name].suffix) for name in names}
+def format_flags(command):
+    """One flag a format of the table (quantize/formats.py), so flags, files and rows cannot drift apart."""
+    for fmt in reversed(LITERT):
+        command = click.option(fmt.flag, "formats", flag_value=fmt.name, multiple=True,
+                               help=f"{fmt.name}: {fmt.quantization}")(command)
+    return command
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True},
-               epilog="Formats:\n\n" + table())
+               epilog="\b\nFormats:\n" + table())
 @click.argument("source", type=click.Path(path_type=Path))
-@click.option("--int8", "formats", flag_value="int8", multiple=True, help="int8, quantization-aware fine-tuning")
-@click.option("--ptq", "formats", flag_value="int8-ptq", multiple=True, help="int8, post-training calibration only")
-@click.option("--float32", "formats", flag_value="float32", multiple=True, help="float32 TFLite")
-@click.option("--float16", "formats", flag_value="float16", multiple=True, help="float16 weights")
-@click.option("--dynamic", "formats", flag_value="dynamic", multiple=True, help="dynamic-range (int8 weights)")
+@format_flags
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="output file (one format) or name stem [default: RUN/export/saunet_<format>.tflite]")
 @click.option("--data", type=click.Path(path_type=Path), default=None, help="data folder [default: the run's]")
@@ -67,71 +62,3 @@ def main(source, formats, out, data, qat_epochs, qat_lr, qat_steps, calibration,
         sys.exit(2)
 
 
-def export(source: Path, names: list[str], out: Path | None, data: Path | None, qat_epochs: int, qat_lr: float,
-           qat_steps: int | None, calibration: int, tolerance: float, force: bool) -> dict:
-    from saunet.quantize.export import export_formats
-    from saunet.quantize.parity import compare, markdown, write_report
-    from saunet.runtime.segmenter import Segmenter
-    from saunet.training.dataset import find_cases, load_cases, stack
-    from saunet.training.evaluate import keras_predictor, load_keras_model
-
-    model, run, spec = load_keras_model(source)
-    if model.name not in ("saunet_seed", "saunet_sa_unet"):
-        model_file = source / "best.keras" if source.is_dir() else source
-        raise ModelError(model_file, f"not a saunet model (a Keras model named {model.name!r})")
-    paths = output_paths(source, run, out, names)
-    existing = [p for p in paths.values() if p.exists()]
-    if existing and not force:
-        raise ValueError(f"{existing[0]}: exists; add --force to overwrite it")
-    split_file, config_file = run / "split.json", run / "config.json"
-    if not split_file.is_file() or not config_file.is_file():
-        raise DataError(f"{run}: not a saunet run folder (no split.json/config.json); the export needs "
-                        "its training and validation patients")
-    split, config = json.loads(split_file.read_text()), json.loads(config_file.read_text())
-    data = Path(data or config["data"])
-    cases = {c.name: c for c in find_cases(data)}
-    missing = [name for name in split["train"] + split["val"] if name not in cases]
-    if missing:
-        raise DataError(f"{data}: lacks case {missing[0]} of the run's split")
-    needs_training = any(BY_NAME[n].needs_data for n in names)
-    train = load_cases([cases[n] for n in split["train"]], spec.input_size) if needs_training else []
-    if needs_training and not train:
-        raise DataError(f"{data}: no training slices of the run's split")
-    images, masks = stack(train) if train else (None, None)
-    val = load_cases([cases[n] for n in split["val"]], None)
-
-    float_predict = keras_predictor(model, spec)
-    state = json.loads((run / "state.json").read_text()) if (run / "state.json").is_file() else {}
-    # Names, not paths: the model travels to other machines, where the exporting machine's folders mean nothing.
-    metadata = {"preset": config.get("preset"), "data": data.resolve().name,
-                "split": {k: split[k] for k in ("seed", "fractions") if k in split},
-                "validation_cases": split["val"], "float_val_dice_3d": state.get("best_score"),
-                "source": source.resolve().relative_to(run.resolve().parent).as_posix()}
-    flatbuffers = export_formats(model, [BY_NAME[n] for n in names], spec, metadata, images, masks,
-                                 qat_epochs, qat_lr, qat_steps, calibration)
-    for name, flatbuffer in flatbuffers.items():
-        with atomic_path(paths[name]) as partial:
-            partial.write_bytes(flatbuffer)
-        click.echo(f"wrote {paths[name]} ({len(flatbuffer) / 1e6:.2f} MB)")
-
-    segmenters = {name: Segmenter(paths[name]) for name in names}
-    report = compare(val, float_predict, {n: s.predict_batch for n, s in segmenters.items()}, spec.threshold, tolerance)
-    sizes = {name: len(b) for name, b in flatbuffers.items()}
-    report["files"] = {name: path.name for name, path in paths.items()}  # beside the report; the bundle's rule reads them
-    stem = paths[names[0]].with_suffix("")
-    json_path, md_path = write_report(report, sizes, stem)
-    click.echo(markdown(report, sizes))
-    click.echo(f"parity report: {json_path}, {md_path}")
-    return {**report, "paths": {name: str(path) for name, path in paths.items()}}
-
-
-def check_edgetpu(model: Path) -> None:
-    """Runs the Edge TPU compiler or static check on `model`; writes <stem>_edgetpu.json."""
-    from saunet.quantize.edgetpu import compile_or_check, summary
-    from saunet.runtime.files import write_text
-
-    report = compile_or_check(model)
-    target = model.with_name(model.stem + "_edgetpu.json")
-    write_text(target, json.dumps(report, indent=2) + "\n")
-    click.echo(summary(report))
-    click.echo(f"Edge TPU report: {target}")

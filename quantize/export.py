@@ -12,25 +12,27 @@ from saunet.quantize.formats import Format
 from saunet.quantize.qat import fine_tune, quantization_aware, without_dropblock
 from saunet.quantize.tflite_metadata import embed
 from saunet.runtime import __version__
-from saunet.runtime.preprocess import Preprocessing, normalise_intensity
+from saunet.runtime.preprocess import normalise_intensity
+from saunet.runtime.spec import ModelSpec
 from saunet.training.keras import keras
-from saunet.training.pipeline import Augmentation, make_dataset
+from saunet.training.config import Augmentation
+from saunet.training.pipeline import make_dataset
 
 
-def qat_model(model: keras.Model, images: np.ndarray, masks: np.ndarray, spec: Preprocessing, epochs: int,
+def qat_model(model: keras.Model, images: np.ndarray, masks: np.ndarray, spec: ModelSpec, epochs: int,
               learning_rate: float, batch_size: int = 16, steps_per_epoch: int | None = None) -> keras.Model:
     """Fine-tunes a QAT copy of `model` on training slices; returns its batch-1 twin for conversion."""
-    trainable = quantization_aware(model)
-    data = make_dataset(images, masks, batch_size, spec, Augmentation(), shuffle=True, seed=0)
+    trainable = quantization_aware(model, spec)
+    data = make_dataset(images, masks, batch_size, spec.preprocessing, Augmentation(), shuffle=True, seed=0)
     if steps_per_epoch:
         data = data.repeat()
     fine_tune(trainable, data, epochs, learning_rate, steps_per_epoch)
-    static = quantization_aware(model, batch_size=1)
+    static = quantization_aware(model, spec, batch_size=1)
     static.set_weights(trainable.get_weights())
     return static
 
 
-def export_formats(model: keras.Model, formats: Iterable[Format], spec: Preprocessing, metadata: dict,
+def export_formats(model: keras.Model, formats: Iterable[Format], model_spec: ModelSpec, metadata: dict,
                    train_images: np.ndarray | None = None, train_masks: np.ndarray | None = None,
                    qat_epochs: int = 2, qat_learning_rate: float = 1e-5, qat_steps: int | None = None,
                    calibration_count: int = 200) -> dict[str, bytes]:
@@ -39,17 +41,19 @@ def export_formats(model: keras.Model, formats: Iterable[Format], spec: Preproce
     Args:
         model: the trained float model (with DropBlock; it is removed here).
         formats: what to export.
-        spec: the preprocessing the model was trained with (stored in the metadata).
-        metadata: provenance to store beside the preprocessing (preset, data, split, Dice...).
+        model_spec: the model's description, with the preprocessing it was trained with (both
+            stored in the metadata).
+        metadata: provenance to store beside them (data, split, Dice...).
         train_images, train_masks: training slices at the input size (uint8, 0/1) for calibration
             and QAT, as read: the intensity normalisation of `spec` is applied here, as in training.
         qat_epochs, qat_learning_rate, qat_steps: quantization-aware fine-tuning settings.
         calibration_count: representative slices for int8 calibration.
     """
+    spec = model_spec.preprocessing
     if train_images is not None:
         train_images = normalise_intensity(train_images, spec.normalise)
     calibration = representative(train_images, spec.scale, calibration_count) if train_images is not None else None
-    float_static = without_dropblock(model, batch_size=1)
+    float_static = without_dropblock(model, model_spec, batch_size=1)
     exported = {}
     for fmt in formats:
         if fmt.engine != "litert":
@@ -58,7 +62,7 @@ def export_formats(model: keras.Model, formats: Iterable[Format], spec: Preproce
             raise ValueError(f"{fmt.name} needs training slices")
         source = float_static
         if fmt.name == "int8":
-            source = qat_model(model, train_images, train_masks, spec, qat_epochs, qat_learning_rate,
+            source = qat_model(model, train_images, train_masks, model_spec, qat_epochs, qat_learning_rate,
                                steps_per_epoch=qat_steps)
         flatbuffer = convert(source, fmt, calibration, spec.scale)
         exported[fmt.name] = embed(flatbuffer, {
@@ -66,6 +70,7 @@ def export_formats(model: keras.Model, formats: Iterable[Format], spec: Preproce
             "format": fmt.name,
             "quantization": fmt.quantization,
             "preprocessing": spec.to_dict(),
+            "model": model_spec.to_dict(),
             "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "saunet": __version__,
             "tensorflow": tf.__version__,

@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 
+from saunet.runtime.spec import ModelSpec
 from saunet.training.keras import keras
 from saunet.training.layers import ChannelPool, DropBlock2D
 from saunet.training.losses import make_loss, training_metrics
@@ -42,20 +43,15 @@ class OutputQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
         return {}
 
 
-def without_dropblock(model: keras.Model, batch_size: int | None = None) -> keras.Model:
+def without_dropblock(model: keras.Model, spec: ModelSpec, batch_size: int | None = None) -> keras.Model:
     """The same network without DropBlock2D layers, weights copied by layer name.
 
-    Rebuilt from the saunet config stored in the model's name and layers rather than by
-    editing the graph, so the result is an ordinary functional model tfmot can clone.
+    Rebuilt from the model's description rather than by editing the graph, so the result is an
+    ordinary functional model tfmot can clone.
     """
     from saunet.training.model import build_saunet
 
-    preset = "seed" if model.name == "saunet_seed" else "sa-unet" if model.name == "saunet_sa_unet" else None
-    if preset is None:
-        raise ValueError(f"model {model.name!r} is not a saunet model (saunet_seed or saunet_sa_unet)")
-    first = next(layer for layer in model.layers if layer.name == "down1_a_conv")
-    clean = build_saunet(preset, input_size=model.input_shape[1], channels=model.input_shape[3],
-                         base_filters=first.filters, dropblock=False, batch_size=batch_size)
+    clean = build_saunet(spec, channels=model.input_shape[3], dropblock=False, batch_size=batch_size)
     by_name = {layer.name: layer for layer in model.layers}
     for layer in clean.layers:
         if layer.weights:
@@ -85,9 +81,9 @@ def quantize_scope():
         {"OutputQuantizeConfig": OutputQuantizeConfig, "ChannelPool": ChannelPool})
 
 
-def quantization_aware(model: keras.Model, batch_size: int | None = None) -> keras.Model:
+def quantization_aware(model: keras.Model, spec: ModelSpec, batch_size: int | None = None) -> keras.Model:
     """The trained float model as a QAT model: DropBlock removed, fake-quant everywhere."""
-    clean = without_dropblock(model, batch_size)
+    clean = without_dropblock(model, spec, batch_size)
     with quantize_scope():
         return tfmot.quantization.keras.quantize_apply(annotate(clean))
 

@@ -1,44 +1,30 @@
-"""`saunet-run INPUT...`: tumour masks, overlays and results.json for MRI slices, on the device."""
+"""`saunet-run INPUT...`: tumour masks, pictures and results.json for MRI slices and volumes, on the device."""
 from __future__ import annotations
 
 import json
+import math
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
 import numpy as np
 
 from saunet.runtime import __version__
+from saunet.runtime.ensemble import combined
 from saunet.runtime.files import write_text
 from saunet.runtime.interpreter import DelegateError
 from saunet.runtime.metadata import ModelError
+from saunet.runtime.inputs import Item, collect
+from saunet.runtime.models import BUNDLED_MODEL
 from saunet.runtime.outputs import summarize, write_outputs
-from saunet.runtime.preprocess import IMAGE_SUFFIXES, InputError, read_image
+from saunet.runtime.preprocess import InputError, read_image
+from saunet.runtime.report import volume_summary
 from saunet.runtime.segmenter import Segmenter
-
-BUNDLED_MODEL = Path(__file__).parent / "models" / "saunet_int8.tflite"
-
-
-def collect(inputs: tuple[Path, ...]) -> list[tuple[Path, bool]]:
-    """Expands folders to their scans (not `*_mask.*`); (path, came from a folder) per item."""
-    items = []
-    for path in inputs:
-        if path.is_dir():
-            items += [(p, True) for p in sorted(path.iterdir())
-                      if p.suffix.lower() in IMAGE_SUFFIXES and not p.stem.endswith("_mask") and p.is_file()]
-        else:
-            items.append((path, False))
-    return items
-
-
-def unique_stem(path: Path, used: set[str]) -> str:
-    """The output name for an input: its stem, numbered if another input had the same one."""
-    stem, n = path.stem, 2
-    while stem in used:
-        stem, n = f"{path.stem}_{n}", n + 1
-    used.add(stem)
-    return stem
+from saunet.runtime.volume_outputs import unique_name, write_volume
+from saunet.runtime.volumes import Predict, Volume, postprocess, predict_volume, read_slice_folder
 
 
 def open_model(model: Path, threads: int | None, delegate: str | None, cpu_fallback: bool) -> Segmenter:
@@ -51,16 +37,50 @@ def open_model(model: Path, threads: int | None, delegate: str | None, cpu_fallb
         return Segmenter(model, threads, None)
 
 
-def segment_all(items: list[tuple[Path, bool]], segmenter: Segmenter, threshold: float, out: Path) -> list[dict]:
-    """Segments each scan and writes its PNGs; returns one results.json entry per item, in order.
+@dataclass
+class Options:
+    """How saunet-run treats every input of one run."""
 
-    A scan that cannot be read, or whose outputs cannot be written, gets an entry with its
-    error (also printed as one line) and the batch goes on. Each scan's PNGs are written on a
-    second thread while the next scan is read and segmented: PNG encoding is most of the time
-    outside the model, and Pillow's encoder and the interpreter both release the GIL. One
+    threshold: float
+    largest_component: bool = True
+    overlays: bool = False
+    channels: tuple[int, ...] | None = None
+
+
+def load_volume(item: Item, options: Options) -> Volume:
+    """Reads a volume item (InputError names the file and the problem)."""
+    if item.kind == "slices":
+        return read_slice_folder(item.path, item.files, item.numbers)
+    if item.kind == "nifti":
+        from saunet.runtime.nifti import read_nifti
+
+        return read_nifti(item.path, options.channels)
+    from saunet.runtime.dicom import read_series
+
+    return read_series(item.path)
+
+
+def segment_volume(item: Item, predict: Predict, options: Options, out: Path, used: set[str]) -> dict:
+    """One volume: read, every slice predicted, 3D post-processing, outputs written; its results.json entry."""
+    start = time.perf_counter()
+    volume = load_volume(item, options)
+    probability, _ = predict_volume(volume, predict)
+    mask = postprocess(probability, options.threshold, options.largest_component)
+    written = write_volume(volume, mask, out, unique_name(volume.name, used), used, options.overlays)
+    summary = volume_summary(volume, probability, mask, options.largest_component, time.perf_counter() - start)
+    return {"input": str(item.path), "volume": summary, **written}
+
+
+def segment_all(items: list[Item], predict: Predict, options: Options, out: Path) -> list[dict]:
+    """Segments each input and writes its outputs; returns one results.json entry per item, in order.
+
+    An input that cannot be read, or whose outputs cannot be written, gets an entry with its
+    error (also printed as one line) and the batch goes on. A loose slice's PNGs are written on
+    a second thread while the next slice is read and segmented: PNG encoding is most of the
+    time outside the model, and Pillow's encoder and the interpreter both release the GIL. One
     write at most is in flight, so memory stays flat on long batches.
     """
-    show_progress = any(from_folder for _, from_folder in items)
+    show_progress = any(item.from_folder or item.kind in ("slices", "nifti", "dicom") for item in items)
     results, used = [], set()
     pending = None
 
@@ -77,17 +97,37 @@ def segment_all(items: list[tuple[Path, bool]], segmenter: Segmenter, threshold:
             results[index] = {"input": results[index]["input"], "error": str(error)}
             click.echo(f"error: {error}", err=True)
 
+    def fail(item: Item, problem: str, line: str) -> None:
+        results.append({"input": str(item.path), "error": problem})
+        click.echo(f"error: {line}", err=True)
+
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="saunet-writer") as writer:
-        for number, (path, _) in enumerate(items, start=1):
+        for number, item in enumerate(items, start=1):
+            if item.kind == "error":
+                fail(item, item.problem, f"{item.path}: {item.problem}")
+                continue
+            if item.kind != "slice":
+                settle()
+                try:
+                    results.append(segment_volume(item, predict, options, out, used))
+                except InputError as error:
+                    fail(item, str(error) if error.path != item.path else error.problem, str(error))
+                    continue
+                if show_progress:
+                    entry = results[-1]["volume"]
+                    size = f" ({entry['tumour_ml']} ml)" if entry["tumour_ml"] is not None else ""
+                    click.echo(f"[{number}/{len(items)}] {item.path}: {entry['tumour_voxels']} tumour voxels{size} "
+                               f"in {len(entry['slices_with_tumour'])} of {entry['slices']} slices", err=True)
+                continue
+            path = item.path
             try:
                 pixels = read_image(path)
             except InputError as error:
-                results.append({"input": str(path), "error": error.problem})
-                click.echo(f"error: {error}", err=True)
+                fail(item, error.problem, str(error))
                 continue
-            prediction = segmenter.predict(pixels)
-            mask = (prediction.probability >= threshold).astype(np.uint8)
-            stem = unique_stem(path, used)
+            prediction = predict(pixels)
+            mask = (prediction.probability >= options.threshold).astype(np.uint8)
+            stem = unique_name(path.stem, used)
             mask_file, overlay_file = out / f"{stem}_pred.png", out / f"{stem}_overlay.png"
             settle()
             pending = writer.submit(write_outputs, pixels, mask, mask_file, overlay_file), len(results)
@@ -104,50 +144,94 @@ def segment_all(items: list[tuple[Path, bool]], segmenter: Segmenter, threshold:
     return results
 
 
+def check_threshold(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """click's FloatRange lets NaN through (every comparison with it is false)."""
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a number between 0 and 1")
+    return value
+
+
+def check_ensemble(segmenters: list[Segmenter]) -> None:
+    """Models averaged together must agree on the threshold and the channels they read."""
+    first = segmenters[0]
+    for other in segmenters[1:]:
+        if (other.spec.threshold, other.spec.channels) != (first.spec.threshold, first.spec.channels):
+            raise ModelError(other.path, f"threshold {other.spec.threshold} and channels {', '.join(other.spec.channels)} "
+                                         f"differ from {first.path.name}'s; an ensemble needs one of each")
+
+
+def channel_order(names: str | None, model_channels: tuple[str, ...]) -> tuple[int, ...] | None:
+    """`--channels` (a 4D file's sequences, in the file's order) -> the file's index of each model channel."""
+    if names is None:
+        return None
+    given = [n.strip().lower() for n in names.split(",")]
+    wanted = [n.lower() for n in model_channels]
+    if sorted(given) != sorted(wanted):
+        raise click.BadParameter(f"{names!r} must name each of {', '.join(model_channels)} once, in the file's order",
+                                 param_hint="--channels")
+    return tuple(given.index(n) for n in wanted)
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--model", type=click.Path(path_type=Path), default=None,
-              help="a .tflite model from saunet-export [default: the bundled int8 model]")
+@click.option("--model", "models", type=click.Path(path_type=Path), multiple=True,
+              help="a .tflite model from saunet-export; repeat it for an ensemble (probabilities averaged) "
+                   "[default: the bundled int8 model]")
+@click.option("--tta", is_flag=True, help="also segment the left-right mirrored scan and average (twice the time)")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("saunet-out"), show_default=True,
-              help="folder for <stem>_pred.png, <stem>_overlay.png and results.json")
+              help="folder for the masks, pictures and results.json")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads [default: all cores]")
 @click.option("--delegate", default=None, help="'edgetpu' (libedgetpu.so.1) or a path to an external delegate")
 @click.option("--cpu-fallback", is_flag=True, help="run on the CPU if the delegate does not load")
-@click.option("--threshold", type=click.FloatRange(0, 1), default=None,
+@click.option("--threshold", type=click.FloatRange(0, 1), default=None, callback=check_threshold,
               help="tumour probability threshold [default: the model's, from its metadata]")
+@click.option("--largest-component/--all-components", default=True, show_default=True,
+              help="volumes: keep only the largest 6-connected tumour component (the model card's protocol)")
+@click.option("--overlays", is_flag=True, help="volumes: also write every slice's overlay PNG")
+@click.option("--channels", default=None, metavar="A,B,C",
+              help="a 4D NIfTI's three sequences in the file's order [default: the model's order, "
+                   "pre-contrast,FLAIR,post-contrast]")
 @click.option("--json", "print_json", is_flag=True, help="print results.json to stdout")
 @click.version_option(__version__, prog_name="saunet-run")
-def main(inputs, model, out, threads, delegate, cpu_fallback, threshold, print_json) -> None:
-    """Segment FLAIR abnormality in brain-MRI slices (PNG, TIFF or JPEG files, or folders of them).
+def main(inputs, models, tta, out, threads, delegate, cpu_fallback, threshold, largest_component, overlays, channels,
+         print_json) -> None:
+    """Segment FLAIR abnormality in brain MRI: slices (PNG, TIFF, JPEG), a folder of one patient's numbered
+    slices, NIfTI volumes (.nii, .nii.gz) or a DICOM series folder; folders of those too.
 
     Not a medical device: for research on lower-grade glioma MRI only.
     """
-    if model is None:
+    if not models:
         if not BUNDLED_MODEL.is_file():
             click.echo("error: no model is bundled with this install yet; pass --model FILE.tflite "
                        "(export one with saunet-export)", err=True)
             sys.exit(2)
-        model = BUNDLED_MODEL
+        models = (BUNDLED_MODEL,)
     try:
-        segmenter = open_model(model, threads, delegate, cpu_fallback)
+        segmenters = [open_model(m, threads, delegate, cpu_fallback) for m in models]
+        check_ensemble(segmenters)
     except (ModelError, DelegateError, RuntimeError) as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(1)
-    threshold = segmenter.spec.threshold if threshold is None else threshold
+    segmenter = segmenters[0]
+    options = Options(segmenter.spec.threshold if threshold is None else threshold, largest_component, overlays,
+                      channel_order(channels, segmenter.spec.channels))
 
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         click.echo(f"error: {out}: cannot create the output folder ({error.strerror or error})", err=True)
         sys.exit(1)
-    items = collect(inputs)
-    results = segment_all(items, segmenter, threshold, out)
+    items, notes = collect(inputs)
+    for note in notes:
+        click.echo(note, err=True)
+    results = segment_all(items, combined(segmenters, tta), options, out)
     failures = sum("error" in item for item in results)
-    report = {"model": str(model), "backend": segmenter.backend, "delegate": segmenter.delegate,
-              "threshold": threshold, "saunet": __version__, "results": results}
+    report = {"model": str(models[0]) if len(models) == 1 else [str(m) for m in models], "tta": tta,
+              "backend": segmenter.backend, "delegate": segmenter.delegate,
+              "threshold": options.threshold, "largest_component": options.largest_component,
+              "saunet": __version__, "results": results}
     write_text(out / "results.json", json.dumps(report, indent=2) + "\n")
     if print_json:
         click.echo(json.dumps(report, indent=2))
     click.echo(f"{len(items) - failures} of {len(items)} input(s) segmented; outputs in {out}", err=True)
     sys.exit(1 if failures else 0)
-

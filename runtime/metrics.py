@@ -187,6 +187,20 @@ def bootstrap_interval(values: Sequence[float], level: float = 0.95, draws: int 
     return float(low), float(high)
 
 
+def paired_difference(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> dict:
+    """Mean of the per-patient differences a - b over the same patients, with its bootstrap interval.
+
+    Two configurations scored on the same patients differ far less from each other than either
+    varies across patients; pairing removes that spread, so a change is judged by its own effect.
+    """
+    diffs = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    if diffs.size == 0:
+        return {"mean": None, "interval": None, "better": 0, "worse": 0, "patients": 0}
+    return {"mean": float(diffs.mean()), "interval": bootstrap_interval(diffs, level),
+            "better": int(np.count_nonzero(diffs > 0)), "worse": int(np.count_nonzero(diffs < 0)),
+            "patients": int(diffs.size)}
+
+
 def _slice_dice(pred: np.ndarray, truth: np.ndarray) -> list[float]:
     """2D Dice of each slice of (slices, H, W) stacks; callers pass only slices with tumour."""
     inter = np.count_nonzero(pred & truth, axis=(1, 2))

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from saunet.runtime.intensity import non_finite, window
+
 #: Larger images are refused as possible decompression bombs (a 256x256 slice is 65,536).
 MAX_PIXELS = 50_000_000
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
@@ -104,34 +106,93 @@ def _open(path: Path) -> Image.Image:
     return image
 
 
-def _to_uint8(pixels: np.ndarray) -> np.ndarray:
-    """Maps 16-bit or float pixels to 0..255 by the image's own maximum (MRI has no fixed range)."""
-    if pixels.dtype == np.uint8:
-        return pixels
-    pixels = pixels.astype(np.float64)
-    top = pixels.max()
-    if top <= 0:
-        return np.zeros(pixels.shape, np.uint8)
-    return np.clip(np.rint(pixels * (255.0 / top)), 0, 255).astype(np.uint8)
+#: Pillow modes read as they are: 8-bit grey and colour, and the 16-bit, 32-bit and float grey ones.
+DIRECT_MODES = ("L", "RGB", "I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+#: Pillow modes converted to 8-bit grey or RGB first (their values are 8-bit, or a palette of 8-bit colours).
+CONVERTED_MODES = {"1": "L", "LA": "L", "La": "L", "P": "RGB", "PA": "RGB", "RGBA": "RGB", "RGBa": "RGB",
+                   "RGBX": "RGB", "CMYK": "RGB", "YCbCr": "RGB"}
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def read_image(path: Path | str) -> np.ndarray:
-    """Reads a scan as an HxWx3 uint8 array.
+def _png_depth_and_colour(path: Path) -> tuple[int, int]:
+    """A PNG's bit depth and colour type, from its IHDR chunk (bytes 24 and 25 of the file)."""
+    with open(path, "rb") as handle:
+        head = handle.read(26)
+    return (head[24], head[25]) if len(head) == 26 and head.startswith(PNG_SIGNATURE) else (0, 0)
 
-    Grayscale is copied into all three channels: that is how the data set itself fills a
-    missing sequence (with FLAIR), so a single FLAIR slice is a valid input. Alpha is dropped;
-    16-bit scans are scaled by their maximum.
+
+def _read_16_bit_colour_png(path: Path) -> np.ndarray:
+    """All 16 bits of a colour (or grey + alpha) PNG, whose high byte is all Pillow keeps.
+
+    pypng (pure Python, no compiled code, so as light as the device needs) decodes it; alpha is
+    dropped, as for 8-bit images.
+    """
+    import png
+
+    try:
+        width, height, rows, info = png.Reader(filename=str(path)).asDirect()
+        planes = info["planes"]
+        pixels = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows]).reshape(height, width, planes)
+    except (png.Error, ValueError, OSError) as error:
+        raise InputError(path, f"not a readable image ({error})") from None
+    colour = planes - (1 if info["alpha"] else 0)
+    return pixels[:, :, 0] if colour == 1 else pixels[:, :, :3]
+
+
+def read_pixels(path: Path | str) -> np.ndarray:
+    """A scan's values as stored, all bits kept: HxW for grey, HxWx3 for colour; alpha dropped.
+
+    The dtype is what the file holds (uint8, uint16, int32 or float32): windowing to 8 bits is
+    a per-volume decision (saunet.runtime.intensity), taken once the whole volume is read.
     """
     path = Path(path)
     image = _open(path)
-    if image.mode in ("RGBA", "LA", "P", "PA", "CMYK", "YCbCr", "1"):
-        image = image.convert("RGB" if image.mode != "LA" else "L")
-    pixels = _to_uint8(np.asarray(image))
-    if pixels.ndim == 2:
-        pixels = np.repeat(pixels[:, :, None], 3, axis=2)
-    if pixels.ndim != 3 or pixels.shape[2] != 3:
+    if image.format == "PNG" and _png_depth_and_colour(path) in ((16, 2), (16, 4), (16, 6)):
+        return _read_16_bit_colour_png(path)
+    if image.format == "TIFF" and image.mode[0] not in "IF" and max(_tiff_bits(image)) > 8:
+        raise InputError(path, f"{max(_tiff_bits(image))}-bit colour TIFF is not supported (Pillow would keep its "
+                               "high byte only); save it as a 16-bit PNG or one grey TIFF per sequence")
+    if image.mode in CONVERTED_MODES:
+        image = image.convert(CONVERTED_MODES[image.mode])
+    elif image.mode not in DIRECT_MODES:
+        raise InputError(path, f"unsupported image mode {image.mode}")
+    pixels = np.asarray(image)
+    if pixels.dtype.byteorder == ">":
+        pixels = pixels.astype(pixels.dtype.newbyteorder("="))
+    if pixels.ndim == 3 and pixels.shape[2] == 1:
+        pixels = pixels[:, :, 0]
+    if not (pixels.ndim == 2 or (pixels.ndim == 3 and pixels.shape[2] == 3)):
         raise InputError(path, f"unsupported image layout {pixels.shape} (mode {image.mode})")
-    return np.ascontiguousarray(pixels)
+    return pixels
+
+
+def _tiff_bits(image: Image.Image) -> tuple[int, ...]:
+    bits = image.tag_v2.get(258, (8,)) if hasattr(image, "tag_v2") else (8,)
+    return tuple(bits) if isinstance(bits, tuple) else (int(bits),)
+
+
+def to_8_bit(pixels: np.ndarray, path: Path | str, grey: bool) -> np.ndarray:
+    """A whole volume or image as read -> uint8 ... x H x W x 3 by the windowing rule of runtime.intensity.
+
+    `grey` says the array has no channel axis: the one sequence is then copied into all three
+    channels, which is how the data set itself fills a missing sequence (with FLAIR), so a single
+    FLAIR slice or volume is a valid input. NaN or infinite values are refused, naming the file.
+    """
+    bad = non_finite(pixels)
+    if bad:
+        raise InputError(path, f"{bad} NaN or infinite pixel value(s); no window can place them")
+    eight = window(pixels, channels_last=not grey)
+    return eight if not grey else np.ascontiguousarray(np.repeat(eight[..., None], 3, axis=-1))
+
+
+def read_image(path: Path | str) -> np.ndarray:
+    """Reads a scan as an HxWx3 uint8 array (the image is a volume of one slice for the windowing).
+
+    Grayscale is copied into all three channels (to_8_bit); alpha is dropped; 16-bit, 32-bit
+    and float scans are windowed to 8 bits by runtime.intensity's rule.
+    """
+    pixels = read_pixels(path)
+    return to_8_bit(pixels, path, grey=pixels.ndim == 2)
 
 
 def read_mask(path: Path | str) -> np.ndarray:

@@ -10,12 +10,15 @@ import saunet.quantize  # noqa: F401  (Keras 2 before TensorFlow)
 from saunet.benchmarks.floor import conv_layers
 from saunet.benchmarks.machine import isa_features
 from saunet.quantize.qat import without_dropblock
+from saunet.runtime.preprocess import Preprocessing
+from saunet.runtime.spec import model_spec
 from saunet.training.keras import keras
 from saunet.training.model import build_saunet
 
 
 def test_floor_has_one_layer_model_per_distinct_convolution_counted_as_often_as_it_occurs() -> None:
-    model = without_dropblock(build_saunet("seed", input_size=32), batch_size=1)
+    spec = model_spec("seed", Preprocessing(input_size=32))
+    model = without_dropblock(build_saunet(spec), spec, batch_size=1)
     convolutions = [layer for layer in model.layers
                     if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose))]
     layers, counts = conv_layers(model)

@@ -1,6 +1,6 @@
 """The Edge TPU static check, rule by rule: a tiny int8 model that breaks each rule of the published
 table and one that keeps it (saunet.quantize.edgetpu)."""
-from __future__ import annotations
+from __future__ import annotations  # noqa: I001  (saunet.quantize selects Keras 2 before TensorFlow)
 
 from pathlib import Path
 
@@ -11,7 +11,6 @@ import saunet.quantize  # noqa: F401  (Keras 2 before TensorFlow)
 import tensorflow as tf
 from tensorflow.lite.python import schema_py_generated as schema
 from tensorflow.lite.tools import flatbuffer_utils
-
 from saunet.quantize.edgetpu import check_flatbuffer, static_check
 from saunet.training.keras import keras
 

@@ -108,11 +108,15 @@ import saunet.training, numpy as np
 from pathlib import Path
 from saunet.training.evaluate import load_keras_model
 from saunet.training.keras import keras
-from saunet.training.train import custom_objects
+from saunet.training.model import custom_objects
 bundled = keras.models.load_model({str(dest / 'saunet_float.keras')!r}, custom_objects=custom_objects())
 best, _, _ = load_keras_model(Path({str(folder)!r}))
 assert bundled.optimizer is None, "the bundled float model should carry no optimiser state"
-(Path({str(dest)!r}) / "saunet_float.json").write_text('{{"preprocessing": {{"input_size": 32, "normalise": "channel-median"}}}}')
+import json
+beside = Path({str(dest)!r}) / "saunet_float.json"
+described = json.loads(beside.read_text())
+described["model"]["preprocessing"]["normalise"] = "channel-median"
+beside.write_text(json.dumps(described))
 _, _, spec = load_keras_model(Path({str(dest / 'saunet_float.keras')!r}))
 assert spec.normalise == "channel-median", "the bundled float model's preprocessing comes from the file beside it"
 assert all(np.array_equal(a, b) for a, b in zip(bundled.get_weights(), best.get_weights()))
@@ -120,6 +124,8 @@ assert all(np.array_equal(a, b) for a, b in zip(bundled.get_weights(), best.get_
     assert check.returncode == 0, check.stderr
     assert cli("saunet.quantize.bundle", str(folder), str(int8), "--dest", str(dest)).returncode == 0
     assert sorted(p.name for p in dest.iterdir()) == ["saunet_float.json", "saunet_float.keras", "saunet_int8.tflite"]
+    assert json.loads((dest / "saunet_float.json").read_text())["model"] == \
+        json.loads((folder / "config.json").read_text())["model"], "the model's description travels with it"
     assert json.loads((dest / "saunet_float.json").read_text())["preprocessing"] == \
         json.loads((folder / "config.json").read_text())["preprocessing"]
     assert json.loads((dest / "saunet_float.json").read_text())["split"] == \
@@ -133,13 +139,13 @@ import saunet.quantize
 from saunet.quantize.tflite_metadata import embed
 from saunet.runtime.metadata import read_metadata
 metadata = read_metadata({str(int8)!r})
-metadata["preprocessing"]["normalise"] = "channel-median"
+metadata["preprocessing"]["normalise"] = {{"none": "channel-median", "channel-median": "none"}}[metadata["preprocessing"]["normalise"]]
 open({str(normalised)!r}, "wb").write(embed(open({str(int8)!r}, "rb").read(), metadata))
 """)
     assert relabel.returncode == 0, relabel.stderr
     for wrong, problem in ((float32, "is a float32 model; bundle an int8 export"),
-                           (bundled_128, "px, but"),
-                           (normalised, "differently from the run: normalise channel-median"),
+                           (bundled_128, "no model description"),
+                           (normalised, "differently from the run: normalise "),
                            (tmp_path / "absent.tflite", "absent.tflite")):
         refused = cli("saunet.quantize.bundle", str(folder), str(wrong), "--dest", str(dest))
         assert refused.returncode == 1

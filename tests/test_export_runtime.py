@@ -17,6 +17,7 @@ from saunet.quantize.inspect import describe_model
 from saunet.runtime.metadata import read_metadata
 from saunet.runtime.preprocess import Preprocessing, read_image, to_input
 from saunet.runtime.segmenter import Segmenter
+from saunet.runtime.spec import ModelSpec, model_spec
 from saunet.training.model import build_saunet
 
 from conftest import synthetic_case
@@ -32,7 +33,8 @@ def models(tmp_path_factory) -> dict[str, Path]:
     rng = np.random.default_rng(0)
     images, masks = zip(*(synthetic_case(rng, 8, SIZE) for _ in range(3)))
     images, masks = np.concatenate(images), (np.concatenate(masks) > 0).astype(np.uint8)
-    exported = export_formats(build_saunet("sa-unet", input_size=SIZE), LITERT, Preprocessing(input_size=SIZE),
+    exported = export_formats(build_saunet("sa-unet", input_size=SIZE), LITERT,
+                              model_spec("sa-unet", Preprocessing(input_size=SIZE)),
                               {"preset": "sa-unet", "note": "test"}, images, masks, qat_epochs=1,
                               qat_learning_rate=1e-4, calibration_count=16)
     folder = tmp_path_factory.mktemp("models")
@@ -66,6 +68,8 @@ def test_metadata_round_trips(models: dict[str, Path]) -> None:
         metadata = read_metadata(path)
         assert metadata["format"] == name and metadata["preset"] == "sa-unet"
         assert Preprocessing.from_dict(metadata["preprocessing"]) == Preprocessing(input_size=SIZE)
+        assert ModelSpec.from_dict(metadata["model"]) == model_spec("sa-unet", Preprocessing(input_size=SIZE)), \
+            "the model's description travels into every export"
 
 
 def test_segmenter_maps_mask_back_to_input_size(models: dict[str, Path]) -> None:
@@ -187,7 +191,7 @@ def test_normalisation_travels_in_the_metadata_and_runs_on_the_device(real_slice
     images, masks = synthetic_case(rng, 8, SIZE)
     model = build_saunet("sa-unet", input_size=SIZE)
     formats = [f for f in LITERT if f.name in ("float32", "int8-ptq")]
-    exported = export_formats(model, formats, spec, {"preset": "sa-unet"}, images, (masks > 0).astype(np.uint8),
+    exported = export_formats(model, formats, model_spec("sa-unet", spec), {"preset": "sa-unet"}, images, (masks > 0).astype(np.uint8),
                               calibration_count=8)
     for name, flatbuffer in exported.items():
         (tmp_path / f"{name}.tflite").write_bytes(flatbuffer)

@@ -12,7 +12,8 @@ import tensorflow as tf
 
 from saunet.training.keras import keras
 from saunet.training.layers import ChannelPool, DropBlock2D, spatial_attention
-from saunet.training.model import PRESETS, build_saunet, describe, preset_spec
+from saunet.runtime.spec import ModelSpec, model_spec
+from saunet.training.model import PRESETS, build_saunet
 
 
 def counts(model: keras.Model) -> tuple[int, int]:
@@ -82,9 +83,15 @@ def test_block_size_and_keep_prob_options() -> None:
     assert all(b.block_size == 3 and b.keep_prob == 0.8 for b in blocks)
     defaults = layers_of(build_saunet("seed", input_size=32), DropBlock2D)
     assert len(defaults) == 16 and all(b.block_size == 7 and b.keep_prob == 0.9 for b in defaults)
-    spec = preset_spec("seed", base_filters=8, block_size=5, keep_prob=0.75)
-    assert describe(spec) == {"filters": [8, 16, 32, 64], "bottleneck": False, "attention_bias": True,
-                              "block_size": 5, "keep_prob": 0.75, "dropblock": True}
+    spec = model_spec("seed", base_filters=8, block_size=5, keep_prob=0.75)
+    described = spec.to_dict()
+    assert {k: described[k] for k in ("preset", "filters", "bottleneck", "attention_bias", "block_size", "keep_prob",
+                                      "dropblock")} == {"preset": "seed", "filters": [8, 16, 32, 64], "bottleneck": False,
+                                                        "attention_bias": True, "block_size": 5, "keep_prob": 0.75,
+                                                        "dropblock": True}
+    assert ModelSpec.from_dict(described) == spec
+    built = build_saunet(spec, input_size=32)
+    assert built.get_layer("down1_a_conv").filters == 8 and built.get_layer("down1_a_dropblock").block_size == 5
 
 
 @pytest.mark.parametrize("preset, size", [

@@ -32,7 +32,7 @@ def optimizer_state(model_file: Path) -> tuple[int, float]:
     result = run_python(
         "import saunet.training, sys\n"
         "from saunet.training.keras import keras\n"
-        "from saunet.training.train import custom_objects\n"
+        "from saunet.training.model import custom_objects\n"
         f"m = keras.models.load_model({str(model_file)!r}, custom_objects=custom_objects())\n"
         "o = m.optimizer\n"
         "lr = o.get_config()['learning_rate']\n"
@@ -129,7 +129,7 @@ def test_init_from_starts_from_a_trained_model_at_another_size_and_refuses_a_lea
     same = run_python(f"""
 import saunet.training, numpy as np
 from saunet.training.keras import keras
-from saunet.training.train import custom_objects
+from saunet.training.model import custom_objects
 a, b = (keras.models.load_model(p, custom_objects=custom_objects()) for p in ({str(source / 'best.keras')!r}, {str(tuned / 'best.keras')!r}))
 assert a.input_shape[1:3] == (16, 16) and b.input_shape[1:3] == (32, 32)
 assert all(np.array_equal(x, y) for x, y in zip(a.trainable_weights, b.trainable_weights)), "at --lr 0 the weights stay the source's"
@@ -142,7 +142,7 @@ assert all(np.array_equal(x, y) for x, y in zip(a.trainable_weights, b.trainable
     assert leaky.stderr.strip().splitlines()[-1].startswith(
         f"error: {source / 'best.keras'}: learnt from or was chosen on "), leaky.stderr
     foreign = saunet("train", "--data", str(dataset), "--out", str(tmp_path / "foreign"), "--epochs", "1", *TINY,
-                     "--preset", "seed", "--init-from", str(source))
+                     "--preset", "sa-unet", "--init-from", str(source))
     assert foreign.returncode == 1
     assert "another architecture" in foreign.stderr.strip().splitlines()[-1], foreign.stderr
     missing = saunet("train", "--data", str(dataset), "--out", str(tmp_path / "missing"), "--epochs", "1", *TINY,
@@ -252,3 +252,32 @@ def test_old_config_without_newer_keys_resumes_with_the_values_it_was_trained_wi
     old = TrainConfig.from_dict({"data": "d", "out": "o", "epochs": 3})
     assert (old.preset, old.input_size, old.loss, old.normalise, old.split, old.folds) == \
         ("sa-unet", 256, "dice", "none", (0.85, 0.10, 0.05), None)
+
+
+def test_fold_runs_give_out_of_fold_scores_and_an_ensemble_on_the_test_patients(dataset: Path, tmp_path: Path) -> None:
+    runs = [tmp_path / f"fold{f}" for f in range(2)]
+    for fold, run in enumerate(runs):
+        result = saunet("train", "--data", str(dataset), "--out", str(run), *TINY, "--epochs", "1",
+                        "--folds", "2", "--fold", str(fold))
+        assert result.returncode == 0, result.stderr
+    splits = [json.loads((run / "split.json").read_text()) for run in runs]
+    assert splits[0]["test"] == splits[1]["test"] and (splits[0]["folds"], splits[1]["fold"]) == (2, 1)
+
+    oof = saunet("eval", "--data", str(dataset), *[a for run in runs for a in ("--model", str(run))], "--split", "val",
+                 "--json", str(tmp_path / "oof.json"))
+    assert oof.returncode == 0, oof.stderr
+    scores = json.loads((tmp_path / "oof.json").read_text())
+    assert scores["checkpoint"] == "last", "a fold's best epoch was chosen on the patients it is scored on"
+    assert sorted(p["patient"] for p in scores["per_patient"]) == sorted(splits[0]["val"] + splits[1]["val"])
+    assert {p["patient"]: p["fold"] for p in scores["per_patient"]} == \
+        {case: f for f, split in enumerate(splits) for case in split["val"]}
+    assert "out-of-fold over 2 folds" in oof.stdout
+
+    twice = saunet("eval", "--data", str(dataset), "--model", str(runs[0]), "--model", str(runs[0]), "--split", "val")
+    assert twice.returncode == 1 and twice.stderr.strip() == "error: fold 0 is given twice"
+
+    ensemble = saunet("eval", "--data", str(dataset), "--model", str(runs[0]), "--model", str(runs[1]), "--tta",
+                      "--json", str(tmp_path / "ens.json"))
+    assert ensemble.returncode == 0, ensemble.stderr
+    scores = json.loads((tmp_path / "ens.json").read_text())
+    assert [p["patient"] for p in scores["per_patient"]] == splits[0]["test"] and scores["tta"] is True

@@ -10,12 +10,10 @@ import click
 import saunet.training  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from saunet.runtime.files import write_text
 from saunet.runtime.preprocess import NORMALISATIONS, InputError
+from saunet.runtime.spec import PRESETS
+from saunet.training.config import LOSSES, RECIPES, SCHEDULES, STRATEGIES, Augmentation
 from saunet.training.dataset import MASK_TARGETS, DataError
-from saunet.training.distribute import STRATEGIES
-from saunet.training.losses import LOSSES
-from saunet.training.model import PRESETS
-from saunet.training.pipeline import Augmentation
-from saunet.training.train import RECIPES, SCHEDULES
+from saunet.training.evaluate import CHECKPOINTS
 
 FAILURES = (DataError, InputError, ValueError, OSError)
 
@@ -64,7 +62,7 @@ def parse_split(text: str) -> tuple[float, float, float]:
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
               help="epochs in all [default: 50; with --resume: the run's own]")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="global batch, split over replicas [recipe: 16]")
-@click.option("--lr", "learning_rate", type=click.FloatRange(0.0, 1.0, min_open=True), default=None,
+@click.option("--lr", "learning_rate", type=click.FloatRange(0.0, 1.0), default=None,
               help="Adam learning rate, the peak with --schedule cosine [recipe: 1e-3]")
 @click.option("--schedule", type=click.Choice(SCHEDULES), default=None,
               help="learning rate over the run: constant, or cosine decay to 1% of --lr at the last epoch [recipe: cosine]")
@@ -110,7 +108,8 @@ def train(data, out, resume, recipe, folds, fold, preset, input_size, base_filte
     if folds is not None and fold >= folds:
         raise click.BadParameter(f"{fold} is not below --folds {folds}", param_hint="--fold")
     quiet_tensorflow(verbose)
-    from saunet.training.train import RunError, TrainConfig, recipe_config
+    from saunet.training.config import TrainConfig, recipe_config
+    from saunet.training.train import RunError
     from saunet.training.train import train as run_training
 
     given = {"preset": preset, "input_size": input_size, "keep_prob": keep_prob, "batch_size": batch_size,
@@ -136,32 +135,54 @@ def train(data, out, resume, recipe, folds, fold, preset, input_size, base_filte
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="kaggle_3m folder")
-@click.option("--model", "model_path", required=True, type=click.Path(path_type=Path),
-              help="a run folder (its best.keras) or a .keras file inside one")
+@click.option("--model", "models", required=True, multiple=True, type=click.Path(path_type=Path),
+              help="a run folder or a .keras file; repeat it for the folds of a cross-validation (out-of-fold "
+                   "scores with --split val) or for an ensemble (probabilities averaged)")
 @click.option("--split", default="test", help="which patients of the run's split.json: train, val, test or all")
+@click.option("--checkpoint", type=click.Choice(CHECKPOINTS), default=None,
+              help="which model of a run folder [default: best; last for cross-validation folds, whose best "
+                   "epoch was picked on the patients they are scored on]")
+@click.option("--tta", is_flag=True, help="also predict the left-right mirrored scans and average")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="also write the scores here")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None,
               help="tumour probability threshold [default: the model's, from its config]")
 @click.option("--skip-bad", is_flag=True, help="skip unreadable or unpaired files instead of stopping")
-def evaluate(data, model_path, split, json_out, threshold, skip_bad) -> None:
-    """Score a model on a split's patients: per-patient 3D Dice and the other named metrics."""
+@click.option("--verbose", is_flag=True, help="show TensorFlow's own start-up and device messages")
+def evaluate(data, models, split, checkpoint, tta, json_out, threshold, skip_bad, verbose) -> None:
+    """Score a model, an ensemble or a cross-validation on patients: per-patient 3D Dice and the other metrics.
+
+    Several fold runs with --split val give the out-of-fold table: each patient scored by the fold
+    model that did not train on it.
+    """
+    if threshold is not None and threshold != threshold:
+        raise click.BadParameter("not a number", param_hint="--threshold")
+    quiet_tensorflow(verbose)
     from saunet.training import evaluate as ev
 
+    models = list(models)
     try:
-        model, run, spec = ev.load_keras_model(model_path)
-        names = None if split == "all" else ev.split_cases_of(model_path, split)
-        volumes = ev.load_split(data, names, skip_bad)
-        threshold = spec.threshold if threshold is None else threshold
-        scores = ev.score(volumes, ev.keras_predictor(model, spec), threshold)
+        folds = len(models) > 1 and split == "val" and all(ev.is_fold_run(m) for m in models)
+        checkpoint = checkpoint or ("last" if all(ev.is_fold_run(m) for m in models) else "best")
+        if folds:
+            scores = ev.out_of_fold(data, models, checkpoint, tta, skip_bad)
+            what = f"out-of-fold over {len(models)} folds"
+        else:
+            predict, spec = ev.ensemble_predictor(models, checkpoint, tta)
+            names = None if split == "all" else ev.shared_split(models, split)
+            volumes = ev.load_split(data, names, skip_bad)
+            scores = ev.score(volumes, predict, spec.threshold if threshold is None else threshold)
+            what = f"{len(models)}-model ensemble" if len(models) > 1 else str(models[0])
     except FAILURES as error:
         fail(str(error))
-    scores = {"model": str(model_path), "split": split, "cases": len(volumes), **scores}
-    click.echo(ev.format_table(scores, f"{model_path} on {len(volumes)} {split} case(s), threshold {threshold}"))
+    cases = len(scores["per_patient"])
+    scores = {"models": [str(m) for m in models], "checkpoint": checkpoint, "tta": tta, "split": split,
+              "cases": cases, **scores}
+    title = f"{what} ({checkpoint}.keras{', mirrored too' if tta else ''}) on {cases} {split} case(s), " \
+            f"threshold {scores['threshold']}"
+    click.echo(ev.format_table(scores, title))
     if json_out:
         write_text(json_out, json.dumps(scores, indent=2) + "\n")
         click.echo(f"scores written to {json_out}")
-
-
 
 
 main = click.Group("saunet", commands={"train": train, "eval": evaluate},

@@ -6,7 +6,8 @@ import os
 
 import tensorflow as tf
 
-STRATEGIES = ("auto", "default", "mirrored", "multi-worker")
+from saunet.training.config import STRATEGIES  # noqa: F401
+
 
 
 def make_strategy(name: str = "auto") -> tf.distribute.Strategy:

@@ -2,17 +2,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from saunet.runtime.ensemble import Predictor, averaged, mirrored
 from saunet.runtime.metrics import METRIC_NAMES, score_patients, summary_rows
 from saunet.runtime.preprocess import Preprocessing, model_pixels, resize_probability
+from saunet.runtime.spec import ModelSpec
 from saunet.training.dataset import BadFiles, DataError, Volume, find_cases, load_cases
 
-#: uint8 scans (n, h, w, 3) -> tumour probabilities (n, h, w)
-Predictor = Callable[[np.ndarray], np.ndarray]
 
 
 def keras_predictor(model, spec: Preprocessing, batch_size: int = 16) -> Predictor:
@@ -96,16 +95,27 @@ def format_table(scores: dict, title: str) -> str:
     lines += [f"{name:<{width}}  {value:>{value_width}}" for name, value in rows]
     lines.append("")
     lines += [f"{p['patient']:<28} slices {p['slices']:>3}  Dice {fmt(p['dice_3d'])}  "
-              f"largest component {fmt(p['dice_3d_lcc'])}" for p in scores["per_patient"]]
+              f"largest component {fmt(p['dice_3d_lcc'])}" + (f"  fold {p['fold']}" if "fold" in p else "")
+              for p in scores["per_patient"]]
     return "\n".join(lines)
 
 
-def load_keras_model(path: Path):
-    """(model, run folder, preprocessing) for a run folder, a .keras file in one, or a bundled .keras file."""
-    from saunet.training.keras import keras
-    from saunet.training.train import custom_objects
+CHECKPOINTS = ("best", "last")
 
-    model_file = path / "best.keras" if path.is_dir() else path
+
+def is_fold_run(path: Path) -> bool:
+    """Whether `path` is (or is a model inside) a run of saunet-train --folds."""
+    where, split = model_split(path)
+    return where.name == "split.json" and split is not None and bool(split.get("folds"))
+
+
+def load_keras_model(path: Path, checkpoint: str = "best"):
+    """(model, run folder, preprocessing) for a run folder (its best.keras or last.keras), a .keras
+    file in one, or a bundled .keras file."""
+    from saunet.training.keras import keras
+    from saunet.training.model import custom_objects
+
+    model_file = path / f"{checkpoint}.keras" if path.is_dir() else path
     run = model_file.parent
     if not model_file.is_file():
         raise DataError(f"{model_file}: no such model file")
@@ -113,13 +123,95 @@ def load_keras_model(path: Path):
         model = keras.models.load_model(model_file, custom_objects=custom_objects(), compile=False)
     except Exception as error:  # Keras raises many types for a bad file
         raise DataError(f"{model_file}: not a loadable Keras model ({type(error).__name__})") from None
-    # A run keeps the preprocessing in config.json; a bundled model in <name>.json beside it.
-    config = next((f for f in (run / "config.json", model_file.with_suffix(".json")) if f.is_file()), None)
-    spec = Preprocessing.from_dict(read_json(config).get("preprocessing", {})) if config \
-        else Preprocessing(input_size=model.input_shape[1])
-    return model, run, spec
+    spec = model_spec_of(model_file)
+    check_architecture(model, spec, model_file)
+    return model, run, spec.preprocessing
 
 
-__all__ = ["METRIC_NAMES", "format_table", "summary_rows", "keras_predictor", "load_keras_model", "load_split", "model_split",
-           "predict_volumes",
-           "score"]
+def check_architecture(model, spec: ModelSpec, model_file: Path) -> None:
+    """Refuses a model whose weights are not those of the network its description names."""
+    from saunet.training.model import build_saunet
+
+    expected = [tuple(w.shape) for w in build_saunet(spec, channels=model.input_shape[-1]).weights]
+    if [tuple(w.shape) for w in model.weights] != expected:
+        raise DataError(f"{model_file}: not a saunet model as its description says ({spec.preset}, widths "
+                        f"{list(spec.filters)}; {model.count_params():,} parameters)")
+
+
+def model_spec_of(path: Path) -> ModelSpec:
+    """The description of the model at `path` (a run folder, a .keras file in one, or a bundled .keras file).
+
+    A run keeps it in config.json (runs from before the description existed: rebuilt from their
+    settings, which determine it); a bundled model in <name>.json beside it.
+    """
+    from saunet.training.config import TrainConfig
+
+    model_file = path / "best.keras" if path.is_dir() else path
+    for where in (model_file.parent / "config.json", model_file.with_suffix(".json")):
+        if where.is_file():
+            values = read_json(where)
+            try:
+                if "model" in values:
+                    return ModelSpec.from_dict(values["model"])
+                if "preset" in values:
+                    return TrainConfig.from_dict({"data": "", "out": "", **values}).model_spec()
+            except (TypeError, ValueError) as error:
+                raise DataError(f"{where}: not a saunet model description ({error})") from None
+    raise DataError(f"{model_file}: no model description beside it (a run's config.json, or {model_file.stem}.json)")
+
+
+def out_of_fold(data: Path, runs: list[Path], checkpoint: str, tta: bool, skip_bad: bool = False) -> dict:
+    """Scores every validation patient of a cross-validation by the fold model that did not train on it.
+
+    The runs must be folds of one cross-validation (same number of folds, same test patients, no
+    patient validated twice). Returns score_patients' dict over the union of the folds' patients,
+    with each patient's fold.
+    """
+    splits = [model_split(run)[1] for run in runs]
+    if not all(is_fold_run(run) for run in runs):
+        raise DataError("out-of-fold scoring needs runs of saunet-train --folds; "
+                        + ", ".join(str(r) for r in runs if not is_fold_run(r)) + " is not one")
+    if len({(s["folds"], tuple(s["test"])) for s in splits}) != 1:
+        raise DataError("the runs are folds of different cross-validations (other --folds, --split or --seed)")
+    folds = [s["fold"] for s in splits]
+    if len(set(folds)) != len(folds):
+        raise DataError(f"fold {next(f for f in folds if folds.count(f) > 1)} is given twice")
+    probabilities, fold_of = {}, {}
+    for run, split in zip(runs, splits):
+        model, _, spec = load_keras_model(run, checkpoint)
+        predict = keras_predictor(model, spec)
+        for volume in load_split(data, split["val"], skip_bad):
+            probabilities[volume.case] = (predict_with(predict, tta)(volume.images), volume.masks)
+            fold_of[volume.case] = split["fold"]
+    scores = score_patients(probabilities, spec.threshold)
+    for row in scores["per_patient"]:
+        row["fold"] = fold_of[row["patient"]]
+    return {**scores, "folds": sorted(folds), "of_folds": splits[0]["folds"]}
+
+
+def predict_with(predict: Predictor, tta: bool) -> Predictor:
+    return mirrored(predict) if tta else predict
+
+
+def ensemble_predictor(runs: list[Path], checkpoint: str, tta: bool) -> tuple[Predictor, Preprocessing]:
+    """The averaged probabilities of several models (one: itself); their preprocessing must agree."""
+    predictors, specs = [], []
+    for run in runs:
+        model, _, spec = load_keras_model(run, checkpoint)
+        predictors.append(keras_predictor(model, spec))
+        specs.append(spec)
+    if any(s.to_dict() != specs[0].to_dict() for s in specs):
+        raise DataError(f"{runs[0]} and the other models preprocess scans differently; an ensemble needs one")
+    return predict_with(averaged(predictors), tta), specs[0]
+
+
+def shared_split(runs: list[Path], split: str) -> list[str]:
+    """The cases of `split` that every model keeps aside the same way (an ensemble is scored on them)."""
+    lists = [split_cases_of(run, split) for run in runs]
+    if any(sorted(cases) != sorted(lists[0]) for cases in lists):
+        raise DataError(f"the models' {split!r} patients differ; an ensemble is scored on patients none trained on")
+    return lists[0]
+
+
+__all__ = ["CHECKPOINTS", "METRIC_NAMES", "ensemble_predictor", "format_table", "keras_predictor", "load_keras_model",
+           "load_split", "model_spec_of", "model_split", "out_of_fold", "predict_volumes", "score", "shared_split", "summary_rows"]

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from saunet.training.config import LOSSES  # noqa: F401
+
 from saunet.training.keras import keras
 
-LOSSES = ("dice", "bce-dice")
 
 
 def soft_dice(y_true: tf.Tensor, y_pred: tf.Tensor, smooth: float) -> tf.Tensor:

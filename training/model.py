@@ -7,107 +7,81 @@ with DropBlock2D in place of its Dropout as its README describes (../shared/REFE
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 
+from saunet.runtime.preprocess import Preprocessing
+from saunet.runtime.spec import PRESETS, ModelSpec, model_spec
 from saunet.training.keras import keras
 from saunet.training.layers import DropBlock2D, spatial_attention
 
 layers = keras.layers
 
 
-@dataclass(frozen=True)
-class Preset:
-    """What distinguishes the two architectures.
-
-    Args:
-        filters: encoder widths, one per level; each level ends in a 2x2 max-pool.
-        bottleneck: Guo et al. put Conv-SA-Conv at the bottom (True); the seed applies the
-            attention straight to the last pooled map and has no bottleneck convolutions.
-        attention_bias: whether the 7x7 attention convolution has a bias (seed: yes).
-        block_size, keep_prob: DropBlock2D settings.
-        dropblock: False leaves DropBlock2D out (it is the identity at inference anyway), so
-            each BatchNorm directly follows its Conv2D and the int8 export can fold it.
-    """
-
-    filters: tuple[int, ...]
-    bottleneck: bool
-    attention_bias: bool
-    block_size: int = 7
-    keep_prob: float = 0.9
-    dropblock: bool = True
-
-
-PRESETS: dict[str, Preset] = {
-    "sa-unet": Preset(filters=(16, 32, 64), bottleneck=True, attention_bias=False),
-    "seed": Preset(filters=(16, 32, 64, 128), bottleneck=False, attention_bias=True),
-}
-
-
-def conv_unit(x, filters: int, preset: Preset, name: str):
+def conv_unit(x, filters: int, spec: ModelSpec, name: str):
     """Conv2D 3x3 (with bias) -> DropBlock2D -> BatchNorm -> ReLU.
 
     Args:
         x: input feature map.
         filters: output channels.
-        preset: supplies the DropBlock settings.
+        spec: supplies the DropBlock settings.
         name: prefix of the four layers' names (the int8 export finds DropBlocks by it).
     """
     x = layers.Conv2D(filters, 3, padding="same", name=f"{name}_conv")(x)
-    if preset.dropblock:
-        x = DropBlock2D(preset.block_size, preset.keep_prob, name=f"{name}_dropblock")(x)
+    if spec.dropblock:
+        x = DropBlock2D(spec.block_size, spec.keep_prob, name=f"{name}_dropblock")(x)
     x = layers.BatchNormalization(name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
-def two_conv(x, filters: int, preset: Preset, name: str):
+def two_conv(x, filters: int, spec: ModelSpec, name: str):
     """Two conv units of the same width: one U-Net level.
 
     Args:
         x: input feature map.
         filters: channels of both units.
-        preset: supplies the DropBlock settings.
+        spec: supplies the DropBlock settings.
         name: prefix of the units' names.
     """
-    x = conv_unit(x, filters, preset, f"{name}_a")
-    return conv_unit(x, filters, preset, f"{name}_b")
+    x = conv_unit(x, filters, spec, f"{name}_a")
+    return conv_unit(x, filters, spec, f"{name}_b")
 
 
-def down(x, filters: int, preset: Preset, name: str):
+def down(x, filters: int, spec: ModelSpec, name: str):
     """An encoder level: two conv units, then a 2x2 max-pool. Returns (skip, pooled).
 
     Args:
         x: input feature map.
         filters: channels of the level.
-        preset: supplies the DropBlock settings.
+        spec: supplies the DropBlock settings.
         name: prefix of the layers' names.
     """
-    skip = two_conv(x, filters, preset, name)
+    skip = two_conv(x, filters, spec, name)
     return skip, layers.MaxPooling2D(2, name=f"{name}_pool")(skip)
 
 
-def up_cat(x, skip, filters: int, preset: Preset, name: str):
+def up_cat(x, skip, filters: int, spec: ModelSpec, name: str):
     """A decoder level: Conv2DTranspose 3x3 stride 2, concatenate the skip, two conv units.
 
     Args:
         x: the coarser feature map.
         skip: the encoder map of the target resolution.
         filters: channels of the transposed convolution and of both units.
-        preset: supplies the DropBlock settings.
+        spec: supplies the DropBlock settings.
         name: prefix of the layers' names.
     """
     x = layers.Conv2DTranspose(filters, 3, strides=2, padding="same", name=f"{name}_upconv")(x)
     x = layers.Concatenate(name=f"{name}_cat")([x, skip])
-    return two_conv(x, filters, preset, name)
+    return two_conv(x, filters, spec, name)
 
 
 def build_saunet(
-    preset: str = "sa-unet",
-    input_size: int = 256,
+    spec: ModelSpec | str = "sa-unet",
+    input_size: int | None = None,
     channels: int = 3,
     base_filters: int | None = None,
     block_size: int | None = None,
     keep_prob: float | None = None,
-    dropblock: bool = True,
+    dropblock: bool | None = None,
     batch_size: int | None = None,
 ) -> keras.Model:
     """Builds an SA-UNet for binary segmentation; the output is a sigmoid probability map.
@@ -116,15 +90,24 @@ def build_saunet(
     the counts of the reference code (tests check both).
 
     Args:
-        preset: "sa-unet" (Guo et al. 2020) or "seed" (the seed project's topology).
-        input_size: side of the square input; must be divisible by 2 ** levels.
+        spec: the model's description, or a preset's name ("sa-unet" or "seed") to describe
+            with the arguments below.
+        input_size: side of the square input (the spec's by default, else 256); must be
+            divisible by 2 ** levels.
         channels: input channels (3: pre-contrast, FLAIR, post-contrast).
         base_filters: width of the first level (16); deeper levels double it.
         block_size, keep_prob: DropBlock2D settings; the preset's by default.
-        dropblock: False builds the inference graph without DropBlock2D (same weights).
+        dropblock: False builds the inference graph without DropBlock2D (same weights); the
+            spec's by default.
         batch_size: a fixed batch (the int8 export uses 1 for static shapes); None: any.
     """
-    spec = replace(preset_spec(preset, base_filters, block_size, keep_prob), dropblock=dropblock)
+    if isinstance(spec, str):
+        spec = model_spec(spec, Preprocessing(input_size=input_size or 256), base_filters, block_size, keep_prob)
+    elif input_size is not None:
+        spec = replace(spec, preprocessing=replace(spec.preprocessing, input_size=input_size))
+    if dropblock is not None:
+        spec = replace(spec, dropblock=dropblock)
+    input_size = spec.input_size
     levels = len(spec.filters)
     if input_size % (2**levels):
         raise ValueError(f"input size {input_size} is not divisible by {2 ** levels} ({levels} poolings)")
@@ -143,28 +126,15 @@ def build_saunet(
     for level, (width, skip) in reversed(list(enumerate(zip(spec.filters, skips), start=1))):
         x = up_cat(x, skip, width, spec, f"up{level}")
     outputs = layers.Conv2D(1, 1, activation="sigmoid", name="mask")(x)
-    return keras.Model(inputs, outputs, name=f"saunet_{preset.replace('-', '_')}")
+    return keras.Model(inputs, outputs, name=f"saunet_{spec.preset.replace('-', '_')}")
 
 
-def preset_spec(
-    preset: str,
-    base_filters: int | None = None,
-    block_size: int | None = None,
-    keep_prob: float | None = None,
-) -> Preset:
-    """The named preset with any of its settings overridden."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    spec = PRESETS[preset]
-    if base_filters is not None:
-        spec = replace(spec, filters=tuple(base_filters * 2**i for i in range(len(spec.filters))))
-    if block_size is not None:
-        spec = replace(spec, block_size=block_size)
-    if keep_prob is not None:
-        spec = replace(spec, keep_prob=keep_prob)
-    return spec
+def custom_objects() -> dict:
+    """What load_model needs beyond Keras; the layers register themselves on import."""
+    import saunet.training.layers  # noqa: F401
+    import saunet.training.losses  # noqa: F401
+
+    return {}
 
 
-def describe(spec: Preset) -> dict:
-    """The preset as plain JSON-able values, for run configs and model metadata."""
-    return {**asdict(spec), "filters": list(spec.filters)}
+__all__ = ["PRESETS", "ModelSpec", "build_saunet", "custom_objects", "model_spec"]

@@ -6,47 +6,15 @@ memory (the whole data set is about 1 GB of uint8); this pipeline does the per-e
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 
 import numpy as np
 import tensorflow as tf
 
 from saunet.runtime.preprocess import Preprocessing
+from saunet.training.config import Augmentation
 
 #: The FLAIR channel of the data set's slices (pre-contrast, FLAIR, post-contrast).
 FLAIR = Preprocessing(input_size=1).channels.index("FLAIR")
-
-
-@dataclass(frozen=True)
-class Augmentation:
-    """Random affine augmentation, with the meanings of Keras' ImageDataGenerator.
-
-    The defaults are the seed project's settings (where rotation and shear, given in degrees,
-    do next to nothing).
-
-    Args:
-        rotation: maximum rotation, degrees.
-        shift: maximum width and height shift, as a fraction of the side.
-        shear: maximum shear angle, degrees.
-        zoom: zoom factors are drawn from [1 - zoom, 1 + zoom], independently per axis.
-        flip: mirror left-right with probability 0.5 (the brain is near-symmetric).
-        grey: probability of showing a slice grey, its FLAIR channel copied into all three. The
-            data set filled missing sequences with FLAIR, so some volumes are grey; few of them
-            are in any training split, and a model that never saw one segments nothing on it.
-            Measured since: in those volumes the tumour is only ~1.3x as bright as the brain,
-            against ~2x in the FLAIR channel of the others, so this imitates their colour but
-            not their contrast (docs/measured.md, "The 50-epoch run").
-    """
-
-    rotation: float = 0.25
-    shift: float = 0.05
-    shear: float = 0.05
-    zoom: float = 0.05
-    flip: bool = True
-    grey: float = 0.0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def random_transforms(batch: tf.Tensor, size: int, aug: Augmentation) -> tf.Tensor:

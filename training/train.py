@@ -19,7 +19,7 @@ import platform
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -34,97 +34,17 @@ from saunet.training.dataset import BadFiles, Volume, find_cases, fold_split, lo
 from saunet.training.evaluate import keras_predictor, predict_volumes
 from saunet.training.keras import keras
 from saunet.training.losses import make_loss, training_metrics
-from saunet.training.model import build_saunet, describe, preset_spec
-from saunet.training.pipeline import Augmentation, make_dataset
+from saunet.training.model import build_saunet, custom_objects
+from saunet.training.config import DEFAULT_EPOCHS, RECIPES, SCHEDULES, TrainConfig, recipe_config  # noqa: F401
+from saunet.training.pipeline import make_dataset
 from saunet.training.plots import plot_curves, plot_samples
 
 #: The validation figure that chooses the best checkpoint (mean per-patient 3D Dice).
 SELECT_ON = "val_dice_3d"
-SCHEDULES = ("constant", "cosine")
-
-
-#: Named recipes, as the TrainConfig fields where they differ from its defaults ("saunet").
-RECIPES: dict[str, dict] = {
-    "saunet": {},
-    "seed-notebook": {
-        "preset": "seed", "input_size": 256, "batch_size": 32, "learning_rate": 1e-4, "schedule": "constant",
-        "loss": "dice", "split": (0.85, 0.10, 0.05), "keep_prob": None, "normalise": "none",
-        "augmentation": Augmentation(grey=0.0),
-    },
-}
 
 
 class RunError(ValueError):
     """A run folder that cannot be started or resumed (one line)."""
-
-
-#: A new run's length when --epochs is not given (the seed project's).
-DEFAULT_EPOCHS = 50
-
-
-@dataclass
-class TrainConfig:
-    """Everything a run depends on; saved as config.json and reloaded by --resume.
-
-    The defaults are the best recipe the project knows (the one the bundled model was trained
-    with, docs/experiments.md); RECIPES names the others.
-    """
-
-    data: str
-    out: str
-    preset: str = "seed"
-    input_size: int = 128
-    base_filters: int | None = None
-    block_size: int | None = None
-    keep_prob: float | None = 1.0
-    epochs: int | None = None
-    batch_size: int = 16
-    learning_rate: float = 1e-3
-    schedule: str = "cosine"
-    loss: str = "bce-dice"
-    smooth: float = 100.0
-    split: tuple[float, float, float] = (0.8, 0.1, 0.1)
-    seed: int = 0
-    augmentation: Augmentation = field(default_factory=lambda: Augmentation(grey=0.1))
-    strategy: str = "auto"
-    skip_bad: bool = False
-    samples: int = 6
-    normalise: str = "channel-median"
-    tumour_share: float | None = None
-    mask_targets: str = "nearest"
-    init_from: str | None = None
-    folds: int | None = None
-    fold: int | None = None
-
-    def to_dict(self) -> dict:
-        values = asdict(self)
-        values["split"] = list(self.split)
-        return values
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
-        """A saved config.json; keys it lacks (written before they existed) take the values they
-        had then, so an old run folder resumes and scores as it was trained."""
-        names = {f.name for f in fields(cls)}
-        values = {**SAVED_BEFORE_RECIPES, **{k: v for k, v in values.items() if k in names}}
-        values["split"] = tuple(values["split"])
-        augmentation = values["augmentation"]
-        values["augmentation"] = augmentation if isinstance(augmentation, Augmentation) else Augmentation(**augmentation)
-        return cls(**values)
-
-
-#: What a config.json without a key meant before the defaults became the "saunet" recipe.
-SAVED_BEFORE_RECIPES: dict = {
-    "preset": "sa-unet", "input_size": 256, "keep_prob": None, "batch_size": 32, "learning_rate": 1e-4,
-    "schedule": "constant", "loss": "dice", "split": (0.85, 0.10, 0.05), "augmentation": {}, "normalise": "none",
-}
-
-
-def recipe_config(recipe: str, given: dict, **settings) -> TrainConfig:
-    """A TrainConfig from a named recipe, the options given on the command line (None: not given)
-    and the settings no recipe fixes."""
-    values = {**RECIPES[recipe], **{k: v for k, v in given.items() if v is not None}, **settings}
-    return TrainConfig(**values)
 
 
 def learning_rate(peak: float, schedule: str, steps: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
@@ -137,14 +57,6 @@ def learning_rate(peak: float, schedule: str, steps: int) -> float | keras.optim
     if schedule == "cosine":
         return keras.optimizers.schedules.CosineDecay(peak, decay_steps=steps, alpha=0.01)
     raise ValueError(f"unknown learning-rate schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
-
-
-def custom_objects() -> dict:
-    """What load_model needs beyond Keras; the layers register themselves on import."""
-    import saunet.training.layers  # noqa: F401
-    import saunet.training.losses  # noqa: F401
-
-    return {}
 
 
 def save_model(model: keras.Model, path: Path) -> None:
@@ -272,8 +184,7 @@ def read_init_source(config: TrainConfig, spec: Preprocessing, split: dict) -> l
 
     path = Path(config.init_from)
     source, _, source_spec = load_keras_model(path)
-    ours = build_saunet(config.preset, config.input_size, base_filters=config.base_filters,
-                        block_size=config.block_size, keep_prob=config.keep_prob)
+    ours = build_saunet(config.model_spec())
     if [w.shape for w in ours.get_weights()] != [w.shape for w in source.get_weights()]:
         raise RunError(f"{path}: another architecture ({source.count_params():,} parameters against this run's "
                        f"{ours.count_params():,}); --init-from needs the same --preset and --base-filters")
@@ -353,8 +264,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     run.path.mkdir(parents=True, exist_ok=True)
     if not resume:
         run.write_json("config.json", {**config.to_dict(), "preprocessing": spec.to_dict(),
-                                       "architecture": describe(preset_spec(config.preset, config.base_filters,
-                                                                            config.block_size, config.keep_prob)),
+                                       "model": config.model_spec().to_dict(),
                                        "versions": versions()})
         folds = {"folds": config.folds, "fold": config.fold} if config.folds else {}
         run.write_json("split.json", {**split, "seed": config.seed, "fractions": list(config.split), **folds})
@@ -363,8 +273,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
         if state["epoch"]:
             model = keras.models.load_model(run.path / "last.keras", custom_objects=custom_objects())
         else:
-            model = build_saunet(config.preset, config.input_size, base_filters=config.base_filters,
-                                 block_size=config.block_size, keep_prob=config.keep_prob)
+            model = build_saunet(config.model_spec())
             if initial_weights is not None:
                 model.set_weights(initial_weights)
                 print(f"starting from the weights of {config.init_from}", flush=True)

@@ -1,0 +1,88 @@
+"""The post-processing and test-time-flip decisions of docs/experiments.md (rule 2), on out-of-fold predictions.
+
+    python -m saunet.benchmarks.cv_decisions --data data/kaggle_3m --json REPORT.json runs/cv5-saunet/fold*
+
+Each non-test patient is predicted by the fold model that did not train on it (each fold's final
+model, last.keras), once as stored and once mirrored left-right. Per patient, the 3D Dice with the
+largest 6-connected component kept is scored four ways: as is, with the mirrored prediction
+averaged in (`--tta`), with each slice's enclosed holes filled after the largest component
+(scipy.ndimage.binary_fill_holes; a measurement, so a development dependency will do), and both.
+Each variant is compared with the plain one, paired over the same patients.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+from scipy.ndimage import binary_fill_holes
+
+from saunet.benchmarks import machine
+from saunet.runtime.files import write_text
+from saunet.runtime.metrics import bootstrap_interval, dice, largest_component, paired_difference
+
+VARIANTS = ("plain", "tta", "holes", "tta+holes")
+
+
+def fill_holes_2d(mask: np.ndarray) -> np.ndarray:
+    """Each slice's holes (background not connected to the slice's border) filled."""
+    return np.stack([binary_fill_holes(s) for s in mask]).astype(np.uint8)
+
+
+def variant_dice(probability: np.ndarray, mirrored: np.ndarray, truth: np.ndarray, threshold: float) -> dict:
+    """Per-patient 3D Dice (largest component kept) of the four variants."""
+    scores = {}
+    for name in VARIANTS:
+        p = (probability + mirrored) / 2 if name.startswith("tta") else probability
+        mask = largest_component(p >= threshold)
+        scores[name] = dice(fill_holes_2d(mask) if name.endswith("holes") else mask, truth)
+    return scores
+
+
+def main() -> None:
+    import saunet.training  # noqa: F401  (Keras 2 before TensorFlow)
+    from saunet.training.evaluate import is_fold_run, keras_predictor, load_keras_model, load_split, model_split
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", type=Path, nargs="+", help="the fold run folders of one cross-validation")
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    rows = []
+    for run in args.runs:
+        if not is_fold_run(run):
+            parser.error(f"{run}: not a run of saunet-train --folds")
+        split = model_split(run)[1]
+        model, _, spec = load_keras_model(run, "last")
+        predict = keras_predictor(model, spec)
+        for volume in load_split(args.data, split["val"]):
+            probability = predict(volume.images)
+            mirrored = predict(np.ascontiguousarray(volume.images[:, :, ::-1]))[:, :, ::-1]
+            rows.append({"patient": volume.case, "fold": split["fold"],
+                         **variant_dice(probability, mirrored, volume.masks, spec.threshold)})
+            print(f"fold {split['fold']} {volume.case}: " + ", ".join(f"{k} {rows[-1][k]:.4f}" for k in VARIANTS),
+                  flush=True)
+    summary = {name: {"mean": float(np.mean([r[name] for r in rows])),
+                      "median": float(np.median([r[name] for r in rows])),
+                      "interval": bootstrap_interval([r[name] for r in rows])} for name in VARIANTS}
+    against = {name: paired_difference([r[name] for r in rows], [r["plain"] for r in rows]) for name in VARIANTS[1:]}
+    for name in VARIANTS:
+        line = f"{name:<10} mean {summary[name]['mean']:.4f} ({summary[name]['interval'][0]:.4f} to " \
+               f"{summary[name]['interval'][1]:.4f}), median {summary[name]['median']:.4f}"
+        if name in against:
+            d = against[name]
+            line += f"; vs plain {d['mean']:+.4f} ({d['interval'][0]:+.4f} to {d['interval'][1]:+.4f}), " \
+                    f"better {d['better']}, worse {d['worse']}"
+        print(line)
+    if args.json:
+        write_text(args.json, json.dumps({"date": date.today().isoformat(), "machine": machine.describe(),
+                                          "runs": [str(r) for r in args.runs], "patients": len(rows),
+                                          "metric": "per-patient 3D Dice, largest 6-connected component kept",
+                                          "summary": summary, "against_plain": against, "per_patient": rows},
+                                         indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
