@@ -1,12 +1,14 @@
 """`saunet-bench --model RUN --data DIR`: every export of a run, side by side, on its test patients.
 
 Rows: the Keras float model through TensorFlow (CPU, and GPU when TensorFlow sees one), each
-TFLite format of quantize/formats.py, ONNX Runtime float32 (through tf2onnx), and the int8
-model on the Edge TPU or an external delegate when present. Missing exports are made first
-(into RUN/export/, as saunet-export names them). Each row is measured in its own process
-(saunet.benchmarks.measure) at 1, 2 and all threads: latency percentiles of the model call
-after warm-up, GOP/s against this machine's measured peak, peak memory, and, at all threads,
-the per-patient Dice on the test patients and the mask agreement with the Keras float model.
+format of quantize/formats.py (the LiteRT files, and ONNX Runtime float32 through tf2onnx and
+int8 by its own static QDQ quantization), and the int8 model on the Edge TPU or an external
+delegate when present. Missing exports are made first (into RUN/export/, as saunet-export names
+them). Each row is measured in its own process (saunet.benchmarks.measure) at 1, 2 and all
+threads: latency percentiles of the model call after warm-up, GOP/s, the latency over the
+floor of the model's own convolutions in the same engine (saunet.benchmarks.floor), peak
+memory, and, at all threads, the per-patient Dice on the test patients and the mask agreement
+with the Keras float model.
 """
 from __future__ import annotations
 
@@ -22,11 +24,8 @@ from pathlib import Path
 import click
 import numpy as np
 
-from saunet.benchmarks import machine
-from saunet.quantize.formats import FORMATS
-from saunet.runtime.files import atomic_path
+from saunet.quantize.formats import FORMATS, LITERT, Format
 from saunet.runtime.interpreter import EDGETPU_LIBRARY
-from saunet.runtime.spec import ModelSpec
 
 
 @dataclass
@@ -38,6 +37,7 @@ class Row:
         kind: the engine (saunet.benchmarks.engines.ENGINES).
         model: the model file the engine loads.
         delegate: a TFLite delegate ("edgetpu" or a library path), or "gpu" for Keras.
+        floor: the floor (saunet.benchmarks.floor variant, e.g. "litert int8") its latency is read against.
         skipped: why the row is not measured (None: it is).
         results: per thread count, what the measuring process returned.
         error: why the measurement failed, when it did.
@@ -47,6 +47,7 @@ class Row:
     kind: str
     model: Path | None
     delegate: str | None = None
+    floor: str | None = None
     skipped: str | None = None
     results: dict[int, dict] = field(default_factory=dict)
     error: str | None = None
@@ -83,7 +84,7 @@ def export_missing(run: Path, data: Path, settings: Settings) -> dict[str, Path]
     """The run's TFLite exports (RUN/export/saunet_<format>.tflite), made with saunet-export where missing."""
     from saunet.quantize.pipeline import export, output_paths
 
-    names = [f.name for f in FORMATS]
+    names = [f.name for f in LITERT]
     paths = output_paths(run, run, None, names)
     missing = [n for n in names if not paths[n].is_file()]
     if missing:
@@ -93,28 +94,39 @@ def export_missing(run: Path, data: Path, settings: Settings) -> dict[str, Path]
     return paths
 
 
-def export_onnx(model, spec: ModelSpec, path: Path) -> Path:
-    """The float model (batch 1, without DropBlock) as ONNX through tf2onnx, unless already there."""
+def calibration_inputs(run: Path, data: Path, spec, count: int) -> list[np.ndarray]:
+    """Batch-1 model inputs from the run's training patients: the slices the LiteRT int8 exports calibrate on."""
+    from saunet.quantize.convert import representative
+    from saunet.runtime.preprocess import normalise_intensity
+    from saunet.training.dataset import find_cases, load_cases, stack
+
+    wanted = set(json.loads((run / "split.json").read_text())["train"])
+    images, _ = stack(load_cases([c for c in find_cases(data) if c.name in wanted], spec.input_size))
+    return [x for (x,) in representative(normalise_intensity(images, spec.normalise), spec.scale, count)()]
+
+
+def export_onnx(fmt: Format, static, path: Path, float_path: Path, inputs) -> None:
+    """Makes an ONNX format's file unless already there; `inputs()` gives the int8 calibration inputs."""
+    from saunet.benchmarks.onnx_models import export_float, quantize_int8
+
     if path.is_file():
-        return path
-    import tensorflow as tf
-    import tf2onnx
-
-    from saunet.quantize.qat import without_dropblock
-
-    static = without_dropblock(model, spec, batch_size=1)
-    signature = (tf.TensorSpec(static.input_shape, tf.float32, name="image"),)
-    proto, _ = tf2onnx.convert.from_keras(static, input_signature=signature, opset=17)
-    with atomic_path(path) as partial:
-        partial.write_bytes(proto.SerializeToString())
-    return path
+        return
+    if not float_path.is_file():
+        export_float(static, float_path)
+    if fmt.name == "onnx-int8":
+        quantize_int8(float_path, path, inputs())
 
 
-def make_rows(run: Path, model, paths: dict[str, Path], delegate: str | None) -> list[Row]:
+def floor_of(fmt: Format) -> str:
+    """The floor a format's latency is read against: its engine, int8 or float32 (float16 and dynamic
+    files compute in float32)."""
+    return f"{fmt.engine} {'int8' if 'int8' in fmt.name else 'float32'}"
+
+
+def make_rows(run: Path, static, paths: dict[str, Path], delegate: str | None, inputs) -> list[Row]:
     """The table's rows, in order, with those that cannot run here marked skipped and why."""
     import tensorflow as tf
 
-    from saunet.training.evaluate import model_spec_of
 
     best = run / "best.keras"
     rows = [Row("keras float32 (TF CPU)", "keras", best)]
@@ -122,15 +134,18 @@ def make_rows(run: Path, model, paths: dict[str, Path], delegate: str | None) ->
     if not tf.config.list_physical_devices("GPU"):
         gpu.skipped = "TensorFlow sees no GPU"
     rows.append(gpu)
-    rows += [Row(f"tflite {f.name}", "tflite", paths[f.name]) for f in FORMATS]
-    onnx = Row("onnxruntime float32", "onnx", run / "export" / "saunet_float32.onnx")
-    try:
-        export_onnx(model, model_spec_of(run), onnx.model)
-    except ImportError as error:
-        onnx.skipped = f"{error.name} not installed (pip install 'saunet[bench]')"
-    except Exception as error:  # tf2onnx raises many types; the row says why
-        onnx.error = f"tf2onnx conversion failed ({type(error).__name__}: {str(error).splitlines()[0][:120]})"
-    rows.append(onnx)
+    rows += [Row(f"tflite {f.name}", "tflite", paths[f.name], floor=floor_of(f)) for f in LITERT]
+    float_onnx = run / "export" / f"saunet{next(f for f in FORMATS if f.name == 'onnx-float32').suffix}"
+    for fmt in (f for f in FORMATS if f.engine == "onnxruntime"):
+        row = Row(f"onnxruntime {fmt.name.removeprefix('onnx-')}", "onnx", run / "export" / f"saunet{fmt.suffix}",
+                  floor=floor_of(fmt))
+        try:
+            export_onnx(fmt, static, row.model, float_onnx, inputs)
+        except ImportError as error:
+            row.skipped = f"{error.name} not installed (pip install 'saunet[bench]')"
+        except Exception as error:  # tf2onnx and onnxruntime.quantization raise many types; the row says why
+            row.error = f"ONNX export failed ({type(error).__name__}: {str(error).splitlines()[0][:120]})"
+        rows.append(row)
     edgetpu = Row("tflite int8 (Edge TPU)", "tflite", paths["int8"].with_name("saunet_int8_edgetpu.tflite"),
                   delegate="edgetpu")
     if not edgetpu.model.is_file():
@@ -162,6 +177,18 @@ def measure(row: Row, threads: int, slices: Path, spec: dict, settings: Settings
     job = {"kind": row.kind, "model": str(row.model), "threads": threads, "delegate": row.delegate,
            "warmup": settings.warmup, "runs": settings.runs, "slices": str(slices), "spec": spec,
            "masks_out": str(masks_out) if masks_out else None}
+    return run_job(job, scratch)
+
+
+def measure_floor(engine: str, models: list[tuple[Path, int]], threads: int, settings: Settings,
+                  scratch: Path) -> dict:
+    """Times a floor's layer models in one measuring process (see measure.floor)."""
+    job = {"kind": "floor", "engine": engine, "models": [[str(p), n] for p, n in models], "threads": threads,
+           "warmup": settings.warmup, "runs": settings.runs}
+    return run_job(job, scratch)
+
+
+def run_job(job: dict, scratch: Path) -> dict:
     job_file = scratch / "job.json"
     job_file.write_text(json.dumps(job))
     done = subprocess.run([sys.executable, "-m", "saunet.benchmarks.measure", str(job_file)],
@@ -184,7 +211,7 @@ def write_slices(volumes, folder: Path) -> tuple[Path, np.ndarray]:
 
 def bench(source: Path, data: Path | None, delegate: str | None, settings: Settings) -> dict:
     """Measures every row and returns the report (see report.py for what it holds)."""
-    from saunet.benchmarks.graph import count_ops, write_peak_models
+    from saunet.benchmarks.graph import count_ops
     from saunet.quantize.qat import without_dropblock
     from saunet.training.evaluate import load_keras_model, load_split, model_spec_of, split_cases_of
 
@@ -193,21 +220,21 @@ def bench(source: Path, data: Path | None, delegate: str | None, settings: Setti
     patients = split_cases_of(run, "test")[: settings.patients]
     volumes = load_split(data, patients)
     paths = export_missing(run, data, settings)
-    rows = make_rows(run, model, paths, delegate)
-    gop = count_ops(without_dropblock(model, model_spec_of(run), batch_size=1))
+    static = without_dropblock(model, model_spec_of(run), batch_size=1)
+    calibration = 16 if settings.patients is not None else 200
+    rows = make_rows(run, static, paths, delegate, lambda: calibration_inputs(run, data, spec, calibration))
+    gop = count_ops(static)
     threads = thread_counts()
-    started = time.time()
+    started, load_at_start = time.time(), os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as scratch_name:
         scratch = Path(scratch_name)
         slices, truth = write_slices(volumes, scratch / "slices")
-        peak_paths, peak_gop = write_peak_models(scratch)
-        peaks = [Row(f"peak conv {name}", "raw-tflite", path) for name, path in peak_paths.items()]
         masks: dict[str, np.ndarray] = {}
-        for row in rows + peaks:
+        for row in rows:
             if row.skipped:
                 continue
             for count in threads:
-                masks_out = scratch / "masks.npy" if count == threads[-1] and row.kind != "raw-tflite" else None
+                masks_out = scratch / "masks.npy" if count == threads[-1] else None
                 click.echo(f"{row.name}: {count} thread(s)", err=True)
                 try:
                     row.results[count] = measure(row, count, slices, spec.to_dict(), settings, masks_out, scratch)
@@ -216,10 +243,38 @@ def bench(source: Path, data: Path | None, delegate: str | None, settings: Setti
                     break
                 if masks_out:
                     masks[row.name] = np.unpackbits(np.load(masks_out))[: truth.size].astype(bool)
+        floors = measure_floors(static, {r.floor for r in rows if r.floor and r.results}, threads, settings, scratch)
     from saunet.benchmarks.report import build_report
 
-    return build_report(rows, peaks, masks, gop, peak_gop, threads, patients, len(truth), run, settings,
-                        minutes=(time.time() - started) / 60)
+    return build_report(rows, floors, masks, gop, threads, patients, len(truth), run, settings,
+                        minutes=(time.time() - started) / 60, load=(load_at_start, os.getloadavg()[0]))
+
+
+def measure_floors(static, wanted: set[str], threads: list[int], settings: Settings, scratch: Path) -> dict:
+    """Each wanted floor ("litert int8", ...) timed at each thread count: {floor: {threads: result}}.
+
+    A floor that fails says so in its entry ({"error": ...}) rather than stopping the benchmark.
+    """
+    from saunet.benchmarks.floor import VARIANTS, write_floor_models
+
+    folder = scratch / "floor"
+    folder.mkdir()
+    chosen = [v for v in VARIANTS if " ".join(v) in wanted]
+    models = write_floor_models(static, folder, chosen)
+    floors: dict = {}
+    for name in sorted(wanted):
+        if name not in models:
+            floors[name] = {"error": "its engine is not installed"}
+            continue
+        floors[name] = {}
+        for count in threads:
+            click.echo(f"floor {name}: {count} thread(s)", err=True)
+            try:
+                floors[name][count] = measure_floor(name.split()[0], models[name], count, settings, scratch)
+            except RuntimeError as error:
+                floors[name] = {"error": str(error)}
+                break
+    return floors
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})

@@ -37,7 +37,10 @@ class TFLiteEngine:
 
 
 class RawTFLiteEngine:
-    """A .tflite model with no saunet metadata (the peak convolution): latency only, random input."""
+    """A .tflite model with no saunet metadata (a layer of the floor): latency only, random input.
+
+    `prime` then `invoke` time the interpreter's work alone, without copying the input in or out.
+    """
 
     def __init__(self, path: Path, threads: int, delegate: str | None, spec: Preprocessing):
         from saunet.runtime.interpreter import make_interpreter
@@ -58,12 +61,48 @@ class RawTFLiteEngine:
         self.interpreter.invoke()
         self.interpreter.get_tensor(self.output["index"])
 
+    def prime(self, x: np.ndarray) -> None:
+        self.interpreter.set_tensor(self.input["index"], x)
+
+    def invoke(self) -> None:
+        self.interpreter.invoke()
+
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
-        raise ValueError("the peak model makes no masks")
+        raise ValueError("a floor layer makes no masks")
+
+
+class RawOnnxEngine:
+    """An .onnx model with no saunet preprocessing (a layer of the floor): latency only, random input."""
+
+    def __init__(self, path: Path, threads: int, delegate: str | None, spec: Preprocessing | None):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        (self.input,) = self.session.get_inputs()
+        self.backend = f"onnxruntime {ort.__version__}"
+        self.feed: dict = {}
+
+    def prepare(self, pixels: np.ndarray) -> np.ndarray:
+        return np.random.default_rng(0).uniform(0, 1, self.input.shape).astype(np.float32)
+
+    def call(self, x: np.ndarray) -> None:
+        self.session.run(None, {self.input.name: x})
+
+    def prime(self, x: np.ndarray) -> None:
+        self.feed = {self.input.name: x}
+
+    def invoke(self) -> None:
+        self.session.run(None, self.feed)
+
+    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
+        raise ValueError("a floor layer makes no masks")
 
 
 class OnnxEngine:
-    """A float32 ONNX model through ONNX Runtime's CPU provider."""
+    """An ONNX model with float32 input and output (float, or int8 QDQ inside) through ONNX Runtime's CPU provider."""
 
     def __init__(self, path: Path, threads: int, delegate: str | None, spec: Preprocessing):
         import onnxruntime as ort
@@ -120,4 +159,7 @@ class KerasEngine:
         return resize_probability(y, pixels.shape[0], pixels.shape[1])
 
 
-ENGINES = {"tflite": TFLiteEngine, "raw-tflite": RawTFLiteEngine, "onnx": OnnxEngine, "keras": KerasEngine}
+ENGINES = {"tflite": TFLiteEngine, "raw-tflite": RawTFLiteEngine, "onnx": OnnxEngine, "raw-onnx": RawOnnxEngine,
+           "keras": KerasEngine}
+#: The engine that times a floor's layers, by the floor's engine name (saunet.benchmarks.floor).
+FLOOR_ENGINES = {"litert": "raw-tflite", "onnxruntime": "raw-onnx"}

@@ -69,7 +69,42 @@ def accuracy(engine, images: np.ndarray, masks: np.ndarray, cases: np.ndarray, t
     return score_patients(volumes, threshold), len(images) / seconds
 
 
+def floor(job: dict) -> dict:
+    """Times each layer model of a floor alone (`runs` times after `warmup`, input set beforehand).
+
+    The floor is the sum of the layers' medians, a layer that occurs n times in the model counted
+    n times. For comparison, the same layers are also timed one after another, once each per run
+    ("chained"): there, as in the model, each layer finds the caches holding the others' data.
+    """
+    from saunet.benchmarks.engines import FLOOR_ENGINES
+
+    engines, counts, layers = [], [], []
+    for path, count in job["models"]:
+        engine = ENGINES[FLOOR_ENGINES[job["engine"]]](Path(path), job["threads"], None, None)
+        engine.prime(engine.prepare(np.zeros(0)))
+        for _ in range(job["warmup"]):
+            engine.invoke()
+        times = np.empty(job["runs"])
+        for i in range(job["runs"]):
+            start = time.perf_counter()
+            engine.invoke()
+            times[i] = 1e3 * (time.perf_counter() - start)
+        engines.append(engine)
+        counts.append(count)
+        layers.append({"model": Path(path).name, "count": count, "p50_ms": float(np.median(times))})
+    chained = np.zeros(job["runs"])
+    for i in range(job["runs"]):
+        for engine, count in zip(engines, counts):
+            start = time.perf_counter()
+            engine.invoke()
+            chained[i] += count * 1e3 * (time.perf_counter() - start)
+    return {"backend": engines[0].backend if engines else None, "layers": layers, "chained_ms": chained.tolist(),
+            "peak_rss_mb": peak_rss_mb()}
+
+
 def run(job: dict) -> dict:
+    if job["kind"] == "floor":
+        return floor(job)
     spec = Preprocessing.from_dict(job["spec"])
     slices = Path(job["slices"])
     images = np.load(slices / "images.npy", mmap_mode="r")

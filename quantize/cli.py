@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 import saunet.quantize  # noqa: F401  (Keras 2 before TensorFlow)
-from saunet.quantize.formats import BY_NAME, FORMATS, table
+from saunet.quantize.formats import BY_NAME, LITERT, table
 from saunet.quantize.pipeline import check_edgetpu, export
 from saunet.runtime.interpreter import NoInterpreterError
 from saunet.runtime.metadata import ModelError
@@ -21,7 +21,7 @@ FAILURES = (DataError, InputError, ModelError, NoInterpreterError, ValueError, O
 
 def format_flags(command):
     """One flag a format of the table (quantize/formats.py), so flags, files and rows cannot drift apart."""
-    for fmt in reversed(FORMATS):
+    for fmt in reversed(LITERT):
         command = click.option(fmt.flag, "formats", flag_value=fmt.name, multiple=True,
                                help=f"{fmt.name}: {fmt.quantization}")(command)
     return command

@@ -56,6 +56,8 @@ def export_formats(model: keras.Model, formats: Iterable[Format], model_spec: Mo
     float_static = without_dropblock(model, model_spec, batch_size=1)
     exported = {}
     for fmt in formats:
+        if fmt.engine != "litert":
+            raise ValueError(f"{fmt.name} is an {fmt.engine} model: saunet-bench makes it, not this export")
         if fmt.needs_data and train_images is None:
             raise ValueError(f"{fmt.name} needs training slices")
         source = float_static

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from saunet.quantize.formats import FORMATS
+from saunet.quantize.formats import LITERT
 from saunet.runtime.metrics import bootstrap_interval
 
 from conftest import write_dataset
@@ -51,21 +51,23 @@ def test_quick_bench_writes_every_report_file(quick_report) -> None:
     assert report["run"] == run.name, "the report should name the run, not this machine's path to it"
     assert {f"{stem}.json", f"{stem}-latency.png", f"{stem}-dice.png"} <= stems
     assert "| tflite int8 | ok |" in result.stdout and "QUICK RUN" in result.stdout
-    for fmt in FORMATS:
+    for fmt in LITERT:
         assert (run / "export" / f"saunet{fmt.suffix}").is_file(), f"{fmt.name} was not exported"
+    assert "AVX-512 VNNI" in report["machine"] and "AMX" in report["machine"], "the report names the CPU's ISA"
 
 
 def test_every_cpu_row_is_measured_at_each_thread_count(quick_report) -> None:
     _, run, reports = quick_report
     report = json.loads(next(reports.glob("*.json")).read_text())
     rows = rows_of(reports)
-    measured = ["keras float32 (TF CPU)", *(f"tflite {f.name}" for f in FORMATS)]
+    measured = ["keras float32 (TF CPU)", *(f"tflite {f.name}" for f in LITERT)]
     try:
         import onnxruntime  # noqa: F401
         import tf2onnx  # noqa: F401
-        measured.append("onnxruntime float32")
+        measured += ["onnxruntime float32", "onnxruntime int8"]
     except ImportError:
         assert rows["onnxruntime float32"]["status"].startswith("skipped: ")
+        assert rows["onnxruntime int8"]["status"].startswith("skipped: ")
     for name in measured:
         row = rows[name]
         assert row["status"] == "ok", (name, row["status"])
@@ -76,8 +78,15 @@ def test_every_cpu_row_is_measured_at_each_thread_count(quick_report) -> None:
         assert row["size_mb"] > 0 and all(g > 0 for g in row["gops"].values())
     assert rows["keras float32 (TF CPU)"]["agreement"] == 1.0 and rows["keras float32 (TF CPU)"]["dice_change"] == 0
     assert rows["tflite float32"]["agreement"] > 0.999, "float32 TFLite should segment like Keras"
-    assert all(v > 0 for by_threads in report["peak_gops"].values() for v in by_threads.values())
-    assert len(report["goals"]) == 4 and all(g["value"] is not None for g in report["goals"][:2])
+    floors = {rows[name]["floor"] for name in measured if name.startswith(("tflite", "onnxruntime"))}
+    assert floors == set(report["floors"]) and {"litert float32", "litert int8"} <= floors
+    for name, floor in report["floors"].items():
+        assert sorted(floor["p50_ms"]) == sorted(str(t) for t in report["threads"]), name
+        assert all(ms > 0 for ms in floor["p50_ms"].values()) and floor["convolutions"] >= floor["shapes"] > 0
+    for name in measured[1:]:
+        ratios = rows[name]["floor_ratio"]
+        assert sorted(ratios) == sorted(str(t) for t in report["threads"]) and all(r > 0 for r in ratios.values())
+    assert len(report["goals"]) == 4 and all(g["value"] is not None for g in report["goals"] if "ONNX" not in g["goal"])
 
 
 def test_rows_that_cannot_run_say_why(quick_report) -> None:

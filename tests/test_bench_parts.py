@@ -1,0 +1,83 @@
+"""Parts of saunet-bench on tiny models, without a trained run: the floor's layers, ONNX int8, the CPU's ISA."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import saunet.quantize  # noqa: F401  (Keras 2 before TensorFlow)
+from saunet.benchmarks.floor import conv_layers
+from saunet.benchmarks.machine import isa_features
+from saunet.quantize.qat import without_dropblock
+from saunet.runtime.preprocess import Preprocessing
+from saunet.runtime.spec import model_spec
+from saunet.training.keras import keras
+from saunet.training.model import build_saunet
+
+
+def test_floor_has_one_layer_model_per_distinct_convolution_counted_as_often_as_it_occurs() -> None:
+    spec = model_spec("seed", Preprocessing(input_size=32))
+    model = without_dropblock(build_saunet(spec), spec, batch_size=1)
+    convolutions = [layer for layer in model.layers
+                    if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose))]
+    layers, counts = conv_layers(model)
+    assert sum(counts) == len(convolutions) and len(layers) < len(convolutions), "repeated shapes are timed once"
+    x = np.random.default_rng(0).uniform(0, 1, (1, 32, 32, 3)).astype(np.float32)
+    first = next(layer for layer in model.layers if layer.name == "down1_a_conv")
+    np.testing.assert_allclose(layers[0](x).numpy(), first(x).numpy(), atol=1e-5), "same weights, no activation"
+    for single in layers:
+        (layer,) = [la for la in single.layers if not isinstance(la, keras.layers.InputLayer)]
+        assert single.input_shape[0] == 1 and layer.get_config()["activation"] == "linear"
+
+
+def test_onnx_int8_is_qdq_and_close_to_the_float_model(tmp_path: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("tf2onnx")
+    from saunet.benchmarks.onnx_models import export_float, quantize_int8
+
+    inputs = keras.Input((16, 16, 3), batch_size=1)
+    hidden = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
+    model = keras.Model(inputs, keras.layers.Conv2D(1, 1, activation="sigmoid")(hidden))
+    rng = np.random.default_rng(0)
+    calibration = [rng.uniform(0, 1, (1, 16, 16, 3)).astype(np.float32) for _ in range(16)]
+    float_path = export_float(model, tmp_path / "m_float32.onnx")
+    int8_path = quantize_int8(float_path, tmp_path / "m_int8_qdq.onnx", calibration)
+    ops = {node.op_type for node in onnx.load(str(int8_path)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    x = calibration[0]
+    expected = model(x).numpy()
+    for path in (float_path, int8_path):
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        (got,) = session.run(None, {session.get_inputs()[0].name: x})
+        np.testing.assert_allclose(got, expected, atol=1e-5 if path == float_path else 0.02)
+    assert not list(tmp_path.glob(".*partial*")), "no partial file left behind"
+
+
+def test_isa_features_read_the_cpu_flags() -> None:
+    assert isa_features({"avx2", "avx512_vnni", "amx_tile", "amx_int8", "sse4_2"}) == \
+        {"AVX2": True, "AVX-512 VNNI": True, "AMX": True}
+    assert isa_features({"avx2", "avx_vnni", "amx_tile"}) == {"AVX2": True, "AVX-512 VNNI": False, "AMX": False}
+    assert isa_features(set()) == {"AVX2": False, "AVX-512 VNNI": False, "AMX": False}
+
+
+def test_floor_ratio_is_latency_over_the_rows_own_floor() -> None:
+    from saunet.benchmarks.bench import Row, Settings
+    from saunet.benchmarks.report import build_report
+
+    row = Row("tflite int8", "tflite", None, floor="litert int8")
+    row.results = {1: {"latency_ms": [3.0, 3.0, 3.0], "backend": "x", "peak_rss_mb": 1.0}}
+    floors = {"litert int8": {1: {"chained_ms": [2.5, 2.5, 2.5], "backend": "x", "peak_rss_mb": 1.0,
+                                  "layers": [{"model": "a", "count": 2, "p50_ms": 0.5},
+                                             {"model": "b", "count": 1, "p50_ms": 1.0}]}}}
+    report = build_report([row], floors, {}, 1.0, [1], ["p"], 1, Path("run"), Settings(), 0.0, load=(2.5, 2.75))
+    (summary,) = report["rows"]
+    assert summary["floor_ratio"] == {1: pytest.approx(1.5)}
+    floor = report["floors"]["litert int8"]
+    assert floor["p50_ms"] == {1: 2.0} and floor["chained_p50_ms"] == {1: 2.5}, "layer medians times their counts"
+    assert floor["convolutions"] == 3 and floor["shapes"] == 2
+    goal = next(g for g in report["goals"] if "floor" in g["goal"])
+    assert goal["value"] == pytest.approx(1.5) and goal["met"] is False
+    assert "| tflite int8 | ok |" in report["markdown"] and "1.50" in report["markdown"]
+    assert "Load average (1 minute) when the measurements began: 2.50, when they ended: 2.75" in report["markdown"]
