@@ -1,4 +1,5 @@
 """Does an export segment like the float model? Per-patient Dice of both, and mask agreement."""
+
 from __future__ import annotations
 
 import json
@@ -11,7 +12,6 @@ from saunet.runtime.metrics import mask_agreement, score_patients
 from saunet.training.dataset import Volume
 from saunet.training.evaluate import Predictor, predict_volumes
 
-
 #: Slack for float rounding in a difference of two means of Dice: a drop exactly at the tolerance
 #: passes, whichever way the last bit rounds. Far below one voxel's worth of Dice in any real volume.
 ROUNDING = 1e-9
@@ -23,8 +23,9 @@ def passes_gate(change: float, tolerance: float) -> bool:
     return change >= -tolerance - ROUNDING
 
 
-def compare(volumes: list[Volume], reference: Predictor, candidates: dict[str, Predictor], threshold: float,
-            tolerance: float) -> dict:
+def compare(
+    volumes: list[Volume], reference: Predictor, candidates: dict[str, Predictor], threshold: float, tolerance: float
+) -> dict:
     """Scores the float model and each export on the same volumes.
 
     For each export: its per-patient 3D Dice (mean), the change against the float model (per
@@ -47,8 +48,9 @@ def compare(volumes: list[Volume], reference: Predictor, candidates: dict[str, P
             "dice_3d_mean": scores["dice_3d"]["mean"],
             "dice_3d_lcc_mean": scores["dice_3d_lcc"]["mean"],
             "dice_change": change,
-            "dice_change_per_patient": {p["patient"]: p["dice_3d"] - float_dice[p["patient"]]
-                                        for p in scores["per_patient"]},
+            "dice_change_per_patient": {
+                p["patient"]: p["dice_3d"] - float_dice[p["patient"]] for p in scores["per_patient"]
+            },
             "mask_agreement": agreement,
             "passed": passes_gate(change, tolerance),
         }
@@ -56,7 +58,10 @@ def compare(volumes: list[Volume], reference: Predictor, candidates: dict[str, P
         "cases": [v.case for v in volumes],
         "threshold": threshold,
         "tolerance": tolerance,
-        "float": {"dice_3d_mean": float_scores["dice_3d"]["mean"], "dice_3d_lcc_mean": float_scores["dice_3d_lcc"]["mean"]},
+        "float": {
+            "dice_3d_mean": float_scores["dice_3d"]["mean"],
+            "dice_3d_lcc_mean": float_scores["dice_3d_lcc"]["mean"],
+        },
         "exports": rows,
     }
 
@@ -75,9 +80,10 @@ def markdown(report: dict, sizes: dict[str, int]) -> str:
         f"| | | |",
     ]
     for name, row in report["exports"].items():
+        gate = "pass" if row["passed"] else "FAIL"
         lines.append(
             f"| {name} | {sizes.get(name, 0) / 1e6:.2f} | {row['dice_3d_mean']:.4f} | {row['dice_3d_lcc_mean']:.4f} "
-            f"| {row['dice_change']:+.4f} | {100 * row['mask_agreement']:.3f}% | {'pass' if row['passed'] else 'FAIL'} |"
+            f"| {row['dice_change']:+.4f} | {100 * row['mask_agreement']:.3f}% | {gate} |"
         )
     return "\n".join(lines) + "\n"
 

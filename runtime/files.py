@@ -1,4 +1,5 @@
 """Writing files so that a failure, a full disk or a signal never leaves a half-written one behind."""
+
 from __future__ import annotations
 
 import contextlib

@@ -5,6 +5,7 @@ that still ships for 32-bit Raspberry Pi OS (armv7l, Python up to 3.11, numpy<2)
 own `tf.lite.Interpreter` is not a fallback: TensorFlow 2.21 no longer has it, so the `train`
 extra installs ai-edge-litert too, and a machine with neither gets one line saying what to install.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -112,8 +113,9 @@ def load_delegate(backend, spec: str):
     raise DelegateError(f"{library}: delegate failed to load ({reason})")
 
 
-def make_interpreter(model_path: Path, threads: int | None = None, delegate: str | None = None,
-                     prefer: str | None = None):
+def make_interpreter(
+    model_path: Path, threads: int | None = None, delegate: str | None = None, prefer: str | None = None
+):
     """Builds and allocates an interpreter for `model_path`.
 
     Args:
@@ -130,7 +132,8 @@ def make_interpreter(model_path: Path, threads: int | None = None, delegate: str
     with _quiet_delegate_finalizer():
         try:
             interpreter = backend.Interpreter(
-                model_path=str(model_path), num_threads=threads or os.cpu_count() or 1,
+                model_path=str(model_path),
+                num_threads=threads or os.cpu_count() or 1,
                 experimental_delegates=delegates,
             )
             interpreter.allocate_tensors()
@@ -171,15 +174,20 @@ def check_tensors(model_path: Path | str, inputs: list[dict], outputs: list[dict
     two-headed model, crafted quantization) would be read as a mask of nonsense.
     """
     if len(inputs) != 1 or len(outputs) != 1:
-        raise ModelError(model_path, f"{len(inputs)} input(s) and {len(outputs)} output(s); a saunet model has "
-                                     "one image in and one mask out")
+        raise ModelError(
+            model_path,
+            f"{len(inputs)} input(s) and {len(outputs)} output(s); a saunet model has one image in and one mask out",
+        )
     expected = {"input": (1, size, size, 3), "output": (1, size, size, 1)}
     for role, tensor in (("input", inputs[0]), ("output", outputs[0])):
         shape = tuple(int(d) for d in tensor["shape"])
         if shape != expected[role]:
             what = "image" if role == "input" else "mask"
-            raise ModelError(model_path, f"{role} shape {'x'.join(map(str, shape)) or 'scalar'} is not the "
-                                         f"{'x'.join(map(str, expected[role]))} {what} its metadata describes")
+            raise ModelError(
+                model_path,
+                f"{role} shape {'x'.join(map(str, shape)) or 'scalar'} is not the "
+                f"{'x'.join(map(str, expected[role]))} {what} its metadata describes",
+            )
         dtype = np.dtype(tensor["dtype"]).name
         if dtype not in IO_DTYPES:
             raise ModelError(model_path, f"{role} type {dtype} is not one of {', '.join(IO_DTYPES)}")

@@ -5,6 +5,7 @@ entry of the model's `metadata` list, the place the TFLite schema reserves for i
 file is a FlatBuffer; this reads just the few tables on the way to that entry:
 Model.metadata[i] = {name, buffer} and Model.buffers[buffer].data.
 """
+
 from __future__ import annotations
 
 import json
@@ -59,7 +60,7 @@ class _Table:
         length = struct.unpack_from("<I", self.data, target)[0]
         return self.data[target + 4 : target + 4 + length]
 
-    def tables(self, index: int) -> list["_Table"]:
+    def tables(self, index: int) -> list[_Table]:
         target = self._target(index)
         if target is None:
             return []
@@ -127,8 +128,9 @@ def check_preprocessing(path: Path | str, metadata: dict) -> dict:
         raise ModelError(path, "its saunet metadata has no preprocessing section")
     unknown = sorted(set(values) - set(Preprocessing.__dataclass_fields__))
     if unknown:
-        raise ModelError(path, f"its preprocessing metadata has unknown key {unknown[0]!r}; a newer saunet may "
-                               "have made it")
+        raise ModelError(
+            path, f"its preprocessing metadata has unknown key {unknown[0]!r}; a newer saunet may have made it"
+        )
     problems = []
     size = values.get("input_size", Preprocessing.input_size)
     if not (isinstance(size, int) and not isinstance(size, bool) and 1 <= size <= MAX_INPUT_SIZE):
@@ -144,8 +146,10 @@ def check_preprocessing(path: Path | str, metadata: dict) -> dict:
         problems.append(f"threshold {threshold!r} is not a number from 0 to 1")
     normalise = values.get("normalise", Preprocessing.normalise)
     if normalise not in NORMALISATIONS:
-        problems.append(f"normalisation {normalise!r} is unknown (known: {', '.join(NORMALISATIONS)}); a newer "
-                        "saunet may have made it")
+        problems.append(
+            f"normalisation {normalise!r} is unknown (known: {', '.join(NORMALISATIONS)}); a newer "
+            "saunet may have made it"
+        )
     if problems:
         raise ModelError(path, "its preprocessing metadata is not usable: " + problems[0])
     return values

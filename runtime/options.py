@@ -4,6 +4,7 @@ click.FloatRange compares the value with its bounds, and every comparison with N
 so `--threshold nan` passes a FloatRange(0, 1). A NaN threshold or learning rate gives masks
 or models that look like results; refusing it where the command line is read is the cure.
 """
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """What saunet-run writes for a scan: the mask, an overlay, and its line in results.json."""
+
 from __future__ import annotations
 
 import json

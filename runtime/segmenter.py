@@ -1,4 +1,5 @@
 """A loaded saunet model: scan in, tumour probability map out, at the scan's own size."""
+
 from __future__ import annotations
 
 import time
@@ -32,16 +33,22 @@ class Segmenter:
         backend: require an interpreter package by name (default: the lightest installed).
     """
 
-    def __init__(self, model_path: Path | str, threads: int | None = None, delegate: str | None = None,
-                 backend: str | None = None):
+    def __init__(
+        self,
+        model_path: Path | str,
+        threads: int | None = None,
+        delegate: str | None = None,
+        backend: str | None = None,
+    ):
         self.path = Path(model_path)
         self.metadata = read_metadata(self.path)
         values = check_preprocessing(self.path, self.metadata)
         try:
             self.spec = Preprocessing.from_dict(values)
         except (TypeError, ValueError) as error:
-            raise ModelError(self.path, f"its preprocessing metadata is not usable ({error}); a newer saunet may "
-                                        "have made it") from None
+            raise ModelError(
+                self.path, f"its preprocessing metadata is not usable ({error}); a newer saunet may have made it"
+            ) from None
         self.interpreter, self.backend = make_interpreter(self.path, threads, delegate, backend)
         self.delegate = delegate
         inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
@@ -54,8 +61,11 @@ class Segmenter:
         saunet's int8 exports take pixel - 128 exactly (scale 1/255, zero point -128, see
         quantize/convert.py), which is computed directly; other models go through floats.
         """
-        if self.input["dtype"] == np.int8 and self.input["quantization"] == (np.float32(self.spec.scale), -128) \
-                and np.float32(self.spec.scale) == np.float32(1 / 255):
+        if (
+            self.input["dtype"] == np.int8
+            and self.input["quantization"] == (np.float32(self.spec.scale), -128)
+            and np.float32(self.spec.scale) == np.float32(1 / 255)
+        ):
             return (model_pixels(pixels, self.spec).astype(np.int16) - 128).astype(np.int8)[None]
         return self._quantize(to_input(pixels, self.spec)[None])
 

@@ -6,6 +6,7 @@ x86-64, 2026-12-06). int8 inference is integer arithmetic, so they should repeat
 better than the tolerance; a BGR channel order (one slice 0.90 -> 0.63 in the issue's trial) or a skipped
 normalisation (0.90 -> 0.00) is far outside it.
 """
+
 from __future__ import annotations
 
 import json
@@ -55,9 +56,12 @@ def test_per_slice_dice_of_the_bundled_model_is_as_measured(saunet_run_output: d
         if not truth.any():
             assert not predicted.any(), f"{scan.stem}: tumour predicted on a tumour-free slice"
     assert measured.keys() == PINNED_DICE.keys()
-    moved = {stem: (PINNED_DICE[stem], value) for stem, value in measured.items()
-             if (value is None) != (PINNED_DICE[stem] is None)
-             or (value is not None and abs(value - PINNED_DICE[stem]) > TOLERANCE)}
+    moved = {
+        stem: (PINNED_DICE[stem], value)
+        for stem, value in measured.items()
+        if (value is None) != (PINNED_DICE[stem] is None)
+        or (value is not None and abs(value - PINNED_DICE[stem]) > TOLERANCE)
+    }
     assert not moved, f"per-slice Dice moved (pinned, now): {moved}"
 
 
@@ -68,8 +72,9 @@ def test_the_threshold_is_inclusive_a_probability_equal_to_it_is_tumour(real_sli
     probability = Segmenter(cli.BUNDLED_MODEL, threads=1).predict(read_image(scan)).probability
     for threshold in (0.5, float(probability.max())):
         out = tmp_path / f"t{threshold}"
-        result = CliRunner().invoke(cli.main, [str(scan), "--out", str(out), "--threads", "1",
-                                               "--threshold", repr(threshold)])
+        result = CliRunner().invoke(
+            cli.main, [str(scan), "--out", str(out), "--threads", "1", "--threshold", repr(threshold)]
+        )
         assert result.exit_code == 0, result.output
         saved = np.asarray(Image.open(out / f"{scan.stem}_pred.png")) > 0
         expected = probability >= np.float32(threshold)

@@ -1,5 +1,6 @@
 """saunet-run's output folder stays consistent under failed writes, a full disk, an unwritable
 folder and signals: no partial file, no mask without its overlay, no stale results.json."""
+
 from __future__ import annotations
 
 import errno
@@ -60,8 +61,9 @@ def failing_png_encoder(monkeypatch: pytest.MonkeyPatch, fail_on: set[int]) -> l
     return calls
 
 
-def test_a_scan_whose_overlay_fails_keeps_neither_file_nor_an_earlier_runs(tmp_path: Path,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_scan_whose_overlay_fails_keeps_neither_file_nor_an_earlier_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pixels = np.full((16, 16, 3), 90, np.uint8)
     mask = np.zeros((16, 16), np.uint8)
     mask_file, overlay_file = tmp_path / "a_pred.png", tmp_path / "a_overlay.png"
@@ -82,8 +84,9 @@ def test_atomic_path_leaves_the_old_file_and_no_partial_when_the_write_fails(tmp
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["results.json"]
 
 
-def test_saunet_run_with_a_write_failing_halfway_keeps_the_folder_consistent(real_slices: Path, tmp_path: Path,
-                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_saunet_run_with_a_write_failing_halfway_keeps_the_folder_consistent(
+    real_slices: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Fault injection: the second scan's overlay hits a full disk half-way through its PNG."""
     batch = scans(real_slices)[:4]
     out = tmp_path / "out"
@@ -106,8 +109,9 @@ def test_saunet_run_with_a_write_failing_halfway_keeps_the_folder_consistent(rea
     assert all(Path(r["mask"]).is_file() for i, r in enumerate(report["results"]) if i != 1)
 
 
-def test_a_full_disk_at_results_json_is_one_line_and_leaves_no_partial(real_slices: Path, tmp_path: Path,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_full_disk_at_results_json_is_one_line_and_leaves_no_partial(
+    real_slices: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "out"
 
     def full(path, text):
@@ -118,8 +122,10 @@ def test_a_full_disk_at_results_json_is_one_line_and_leaves_no_partial(real_slic
     monkeypatch.setattr(outputs, "write_text", full)
     result = CliRunner().invoke(cli.main, [str(scans(real_slices)[0]), "--out", str(out)])
     assert result.exit_code == 1
-    assert result.output.strip().splitlines()[-1] == \
-        f"error: {out / 'results.json'}: cannot be written (No space left on device)"
+    assert (
+        result.output.strip().splitlines()[-1]
+        == f"error: {out / 'results.json'}: cannot be written (No space left on device)"
+    )
     assert not (out / "results.json").exists() and leftovers(out) == []
 
 
@@ -146,8 +152,12 @@ def test_an_unwritable_output_folder_is_one_line_before_any_scan(real_slices: Pa
         pytest.skip("cannot make a folder unwritable here (root, and no chattr +i)")
     try:
         code = BLOCK_TENSORFLOW + "from saunet.runtime.cli import main\nmain()"
-        result = subprocess.run([sys.executable, "-c", code, str(real_slices), "--out", str(out)],
-                                capture_output=True, text=True, timeout=300)
+        result = subprocess.run(
+            [sys.executable, "-c", code, str(real_slices), "--out", str(out)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     finally:
         subprocess.run(["chattr", "-i", str(out)], capture_output=True)
         out.chmod(0o700)
@@ -170,8 +180,9 @@ def test_prepare_output_folder_removes_a_stale_results_json(tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_a_signal_mid_batch_leaves_whole_pairs_no_partial_and_no_stale_results(real_slices: Path, tmp_path: Path,
-                                                                              signum: int, code: int) -> None:
+def test_a_signal_mid_batch_leaves_whole_pairs_no_partial_and_no_stale_results(
+    real_slices: Path, tmp_path: Path, signum: int, code: int
+) -> None:
     batch = tmp_path / "batch"
     batch.mkdir()
     for copy in range(150):
@@ -181,8 +192,12 @@ def test_a_signal_mid_batch_leaves_whole_pairs_no_partial_and_no_stale_results(r
     out.mkdir()
     (out / "results.json").write_text('{"results": ["an earlier run, about other files"]}')
     code_text = BLOCK_TENSORFLOW + "from saunet.runtime.cli import main\nmain()"
-    process = subprocess.Popen([sys.executable, "-c", code_text, str(batch), "--out", str(out), "--threads", "1"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", code_text, str(batch), "--out", str(out), "--threads", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 240
     while time.time() < deadline and process.poll() is None and len(list(out.glob("*_overlay.png"))) < 20:
         time.sleep(0.01)

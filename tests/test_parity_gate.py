@@ -1,4 +1,5 @@
 """The parity gate's arithmetic on hand-made volumes whose Dice figures are exact binary fractions."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,8 +30,7 @@ PERFECT = predictor({0: TRUTH.astype(np.float32), 1: TRUTH.astype(np.float32)})
 DROP = predictor({0: PART, 1: TRUTH.astype(np.float32)})
 
 
-@pytest.mark.parametrize("tolerance, passed", [(0.0, False), (0.1, False), (0.124, False), (0.125, True),
-                                               (0.2, True)])
+@pytest.mark.parametrize("tolerance, passed", [(0.0, False), (0.1, False), (0.124, False), (0.125, True), (0.2, True)])
 def test_a_drop_beyond_the_tolerance_fails_and_one_at_it_passes(tolerance: float, passed: bool) -> None:
     report = compare(volumes(), PERFECT, {"int8": DROP}, threshold=0.5, tolerance=tolerance)
     row = report["exports"]["int8"]
@@ -56,10 +56,14 @@ def test_the_gate_counts_a_drop_equal_to_the_tolerance_as_within_it_despite_roun
 
 
 def test_the_bundle_rule_never_picks_a_file_that_failed_the_gate(tmp_path) -> None:
-    report = {"exports": {"int8": {"mask_agreement": 0.999, "dice_change": -0.2, "passed": False},
-                          "int8-ptq": {"mask_agreement": 0.98, "dice_change": -0.005, "passed": True},
-                          "float32": {"mask_agreement": 1.0, "dice_change": 0.0, "passed": True}},
-              "files": {"int8": "a_int8.tflite", "int8-ptq": "a_int8_ptq.tflite"}}
+    report = {
+        "exports": {
+            "int8": {"mask_agreement": 0.999, "dice_change": -0.2, "passed": False},
+            "int8-ptq": {"mask_agreement": 0.98, "dice_change": -0.005, "passed": True},
+            "float32": {"mask_agreement": 1.0, "dice_change": 0.0, "passed": True},
+        },
+        "files": {"int8": "a_int8.tflite", "int8-ptq": "a_int8_ptq.tflite"},
+    }
     choice = pick_int8([(tmp_path / "a_parity.json", report)])
     assert choice.format == "int8-ptq" and choice.path == tmp_path / "a_int8_ptq.tflite" and choice.candidates == 1
     report["exports"]["int8-ptq"]["passed"] = False

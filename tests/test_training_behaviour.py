@@ -1,4 +1,5 @@
 """Training does what it claims: it learns, and a resumed run continues exactly where it stopped."""
+
 from __future__ import annotations
 
 import csv
@@ -43,8 +44,12 @@ for run in json.loads(sys.argv[2]):
 def train_and_save(runs: list[list[str]], saved: list[Path]) -> list[tuple[list[np.ndarray], list[str]]]:
     """(arrays: weights then optimiser variables, optimiser variable names) of each run in `saved`,
     trained without shuffling and with deterministic TensorFlow ops."""
-    result = subprocess.run([sys.executable, "-c", TRAIN_AND_SAVE, json.dumps(runs), json.dumps(list(map(str, saved)))],
-                            capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        [sys.executable, "-c", TRAIN_AND_SAVE, json.dumps(runs), json.dumps(list(map(str, saved)))],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     states = []
     for run in saved:
@@ -64,16 +69,36 @@ def train_and_save(runs: list[list[str]], saved: list[Path]) -> list[tuple[list[
 
 def test_a_resumed_run_ends_with_the_weights_and_adam_moments_of_an_uninterrupted_one(tmp_path: Path) -> None:
     data = write_dataset(tmp_path / "data", cases=6, slices=8)
-    common = ["--data", str(data), "--input-size", "32", "--preset", "sa-unet", "--batch-size", "64",
-              "--split", "0.6/0.2/0.2", "--lr", "1e-3", "--schedule", "constant", "--no-augment", "--keep-prob", "1"]
+    common = [
+        "--data",
+        str(data),
+        "--input-size",
+        "32",
+        "--preset",
+        "sa-unet",
+        "--batch-size",
+        "64",
+        "--split",
+        "0.6/0.2/0.2",
+        "--lr",
+        "1e-3",
+        "--schedule",
+        "constant",
+        "--no-augment",
+        "--keep-prob",
+        "1",
+    ]
     whole, split = tmp_path / "whole", tmp_path / "split"
     (uninterrupted, names), (resumed, resumed_names) = train_and_save(
-        [[*common, "--out", str(whole), "--epochs", "3"],
-         [*common, "--out", str(split), "--epochs", "1"],
-         ["--data", str(data), "--out", str(split), "--resume", "--epochs", "3"]],
-        [whole, split])
+        [
+            [*common, "--out", str(whole), "--epochs", "3"],
+            [*common, "--out", str(split), "--epochs", "1"],
+            ["--data", str(data), "--out", str(split), "--resume", "--epochs", "3"],
+        ],
+        [whole, split],
+    )
     assert len(resumed) == len(uninterrupted) and len(names) == len(resumed_names)
-    optimiser = dict(zip(names, uninterrupted[-len(names):], strict=True))
+    optimiser = dict(zip(names, uninterrupted[-len(names) :], strict=True))
     moments = [n for n in names if n.split("/")[0] in ("m", "v") or "/m/" in n or "/v/" in n]  # Adam's m and v
     assert len(moments) >= 2 and any("iteration" in n for n in names), names
     assert int(next(v for n, v in optimiser.items() if "iteration" in n)) == 3, "three one-batch epochs"
@@ -92,13 +117,38 @@ def test_training_learns_validation_dice_rises_on_easy_synthetic_data(tmp_path: 
     """
     data = write_dataset(tmp_path / "data", cases=10, slices=8, size=16)
     run = tmp_path / "run"
-    result = subprocess.run([sys.executable, "-m", "saunet.training", "train", "--data", str(data), "--out", str(run),
-                             "--epochs", "10", "--preset", "sa-unet", "--input-size", "16", "--batch-size", "1",
-                             "--split", "0.6/0.2/0.2", "--lr", "1e-3", "--no-augment"],
-                            capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "saunet.training",
+            "train",
+            "--data",
+            str(data),
+            "--out",
+            str(run),
+            "--epochs",
+            "10",
+            "--preset",
+            "sa-unet",
+            "--input-size",
+            "16",
+            "--batch-size",
+            "1",
+            "--split",
+            "0.6/0.2/0.2",
+            "--lr",
+            "1e-3",
+            "--no-augment",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     with (run / "history.csv").open(newline="") as handle:
         dice = [float(row["val_dice_3d"]) for row in csv.DictReader(handle)]
     assert len(dice) == 10
-    assert dice[0] < 0.5 and max(dice[-2:]) > 0.8 and max(dice[-2:]) - dice[0] > 0.4, \
+    assert dice[0] < 0.5 and max(dice[-2:]) > 0.8 and max(dice[-2:]) - dice[0] > 0.4, (
         f"validation Dice by epoch: {dice}"
+    )
