@@ -285,10 +285,14 @@ def measure_floors(static, wanted: set[str], threads: list[int], settings: Setti
               help="folder for <date>-<machine>-<run>.md/.json/.png")
 @click.option("--delegate", default=None, help="an external TFLite delegate library to add a row for")
 @click.option("--quick", is_flag=True, help="2 test patients, 10 timed runs, 2-step QAT: a smoke test, not a benchmark")
-def main(source: Path, data: Path | None, out: Path, delegate: str | None, quick: bool) -> None:
+@click.option("--verbose", is_flag=True, help="show TensorFlow's own start-up and device messages")
+def main(source: Path, data: Path | None, out: Path, delegate: str | None, quick: bool, verbose: bool) -> None:
     """Benchmark every export of a trained run on its test patients: Dice, latency, GOP/s, memory."""
     from saunet.benchmarks.report import write_report
     from saunet.quantize.cli import FAILURES
+    from saunet.training.quiet import load_tensorflow
+
+    load_tensorflow(verbose)
 
     try:
         report = bench(source, data, delegate, Settings.quick() if quick else Settings())

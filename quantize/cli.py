@@ -15,6 +15,7 @@ from saunet.runtime.metadata import ModelError
 from saunet.runtime.options import FiniteFloatRange
 from saunet.runtime.preprocess import InputError
 from saunet.training.dataset import DataError
+from saunet.training.quiet import load_tensorflow
 
 FAILURES = (DataError, InputError, ModelError, NoInterpreterError, ValueError, OSError)
 
@@ -46,9 +47,11 @@ def format_flags(command):
 @click.option("--allow-drop", is_flag=True, help="exit 0 even when an export drops more than --tolerance")
 @click.option("--force", is_flag=True, help="overwrite existing output files")
 @click.option("--edgetpu", is_flag=True, help="check the int8 model for the Coral Edge TPU (compiler if installed)")
+@click.option("--verbose", is_flag=True, help="show TensorFlow's own start-up and device messages")
 def main(source, formats, out, data, qat_epochs, qat_lr, qat_steps, calibration, tolerance, allow_drop, force,
-         edgetpu):
+         edgetpu, verbose):
     """Export a trained run (or a .keras file in one) to TFLite, then check parity on validation patients."""
+    load_tensorflow(verbose)
     names = list(dict.fromkeys(formats)) or ["int8"]
     integer = [n for n in names if BY_NAME[n].integer_io]
     if edgetpu and not integer:

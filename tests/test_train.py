@@ -49,6 +49,8 @@ def test_run_folder_has_every_artifact(dataset: Path, tmp_path: Path) -> None:
     result = saunet("train", "--data", str(dataset), "--out", str(run), "--epochs", "2", "--normalise",
                     "channel-median", "--tumour-share", "0.5", "--mask-targets", "area", *TINY, "--input-size", "16")
     assert result.returncode == 0, result.stderr
+    assert not {"oneDNN", "cuInit", "absl", "cuda"} & set(result.stderr.replace(":", " ").split()), \
+        f"TensorFlow's start-up chatter reached the user: {result.stderr[:300]}"
     config = json.loads((run / "config.json").read_text())
     assert config["preprocessing"]["normalise"] == "channel-median"
     assert config["tumour_share"] == 0.5 and config["mask_targets"] == "area"

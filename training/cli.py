@@ -16,6 +16,7 @@ from saunet.runtime.spec import PRESETS
 from saunet.training.config import LOSSES, RECIPES, SCHEDULES, STRATEGIES, Augmentation
 from saunet.training.dataset import MASK_TARGETS, DataError
 from saunet.training.evaluate import CHECKPOINTS
+from saunet.training.quiet import load_tensorflow
 
 FAILURES = (DataError, InputError, ValueError, OSError)
 
@@ -23,14 +24,6 @@ FAILURES = (DataError, InputError, ValueError, OSError)
 def fail(message: str) -> None:
     click.echo(f"error: {message}", err=True)
     sys.exit(1)
-
-
-def quiet_tensorflow(verbose: bool) -> None:
-    """TensorFlow's C++ start-up lines (oneDNN, CUDA, absl) only when asked for; must run before
-    TensorFlow is first imported."""
-    import os
-
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0" if verbose else "3"
 
 
 def parse_split(text: str) -> tuple[float, float, float]:
@@ -115,7 +108,7 @@ def train(data, out, resume, recipe, folds, fold, preset, input_size, base_filte
         raise click.UsageError("--folds and --fold go together")
     if folds is not None and fold >= folds:
         raise click.BadParameter(f"{fold} is not below --folds {folds}", param_hint="--fold")
-    quiet_tensorflow(verbose)
+    load_tensorflow(verbose)
     from saunet.training.config import TrainConfig, recipe_config
     from saunet.training.train import RunError
     from saunet.training.train import train as run_training
@@ -168,7 +161,7 @@ def evaluate(data, models, split, checkpoint, tta, json_out, threshold, skip_bad
     """
     if threshold is not None and threshold != threshold:
         raise click.BadParameter("not a number", param_hint="--threshold")
-    quiet_tensorflow(verbose)
+    load_tensorflow(verbose)
     from saunet.training import evaluate as ev
 
     models = list(models)
