@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.saunet-installed
 
-.PHONY: setup demo demo-train test clean
+.PHONY: setup demo demo-train lint test clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,11 @@ demo-train: $(STAMP)
 	$(VENV)/bin/saunet-eval --data examples/slices --model runs/demo --split test
 	@echo "demo run folder: runs/demo (curves.png, samples.png, history.csv, best.keras)"
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: lint
 	$(PY) -m pytest -q
 
 clean:

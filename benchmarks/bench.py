@@ -10,6 +10,7 @@ floor of the model's own convolutions in the same engine (saunet.benchmarks.floo
 memory, and, at all threads, the per-patient Dice on the test patients and the mask agreement
 with the Keras float model.
 """
+
 from __future__ import annotations
 
 import json
@@ -71,7 +72,7 @@ class Settings:
     qat_steps: int | None = None
 
     @classmethod
-    def quick(cls) -> "Settings":
+    def quick(cls) -> Settings:
         return cls(warmup=2, runs=10, patients=2, qat_steps=2)
 
 
@@ -89,8 +90,18 @@ def export_missing(run: Path, data: Path, settings: Settings) -> dict[str, Path]
     missing = [n for n in names if not paths[n].is_file()]
     if missing:
         click.echo(f"exporting {', '.join(missing)} into {run / 'export'}", err=True)
-        export(run, missing, None, data, qat_epochs=2 if settings.qat_steps is None else 1, qat_lr=1e-5,
-               qat_steps=settings.qat_steps, calibration=200, tolerance=0.01, force=False)
+        export(
+            run,
+            missing,
+            None,
+            data,
+            qat_epochs=2 if settings.qat_steps is None else 1,
+            qat_lr=1e-5,
+            qat_steps=settings.qat_steps,
+            calibration=200,
+            tolerance=0.01,
+            force=False,
+        )
     return paths
 
 
@@ -127,7 +138,6 @@ def make_rows(run: Path, static, paths: dict[str, Path], delegate: str | None, i
     """The table's rows, in order, with those that cannot run here marked skipped and why."""
     import tensorflow as tf
 
-
     best = run / "best.keras"
     rows = [Row("keras float32 (TF CPU)", "keras", best)]
     gpu = Row("keras float32 (TF GPU)", "keras", best, delegate="gpu")
@@ -137,8 +147,12 @@ def make_rows(run: Path, static, paths: dict[str, Path], delegate: str | None, i
     rows += [Row(f"tflite {f.name}", "tflite", paths[f.name], floor=floor_of(f)) for f in LITERT]
     float_onnx = run / "export" / f"saunet{next(f for f in FORMATS if f.name == 'onnx-float32').suffix}"
     for fmt in (f for f in FORMATS if f.engine == "onnxruntime"):
-        row = Row(f"onnxruntime {fmt.name.removeprefix('onnx-')}", "onnx", run / "export" / f"saunet{fmt.suffix}",
-                  floor=floor_of(fmt))
+        row = Row(
+            f"onnxruntime {fmt.name.removeprefix('onnx-')}",
+            "onnx",
+            run / "export" / f"saunet{fmt.suffix}",
+            floor=floor_of(fmt),
+        )
         try:
             export_onnx(fmt, static, row.model, float_onnx, inputs)
         except ImportError as error:
@@ -146,15 +160,20 @@ def make_rows(run: Path, static, paths: dict[str, Path], delegate: str | None, i
         except Exception as error:  # tf2onnx and onnxruntime.quantization raise many types; the row says why
             row.error = f"ONNX export failed ({type(error).__name__}: {str(error).splitlines()[0][:120]})"
         rows.append(row)
-    edgetpu = Row("tflite int8 (Edge TPU)", "tflite", paths["int8"].with_name("saunet_int8_edgetpu.tflite"),
-                  delegate="edgetpu")
+    edgetpu = Row(
+        "tflite int8 (Edge TPU)", "tflite", paths["int8"].with_name("saunet_int8_edgetpu.tflite"), delegate="edgetpu"
+    )
     if not edgetpu.model.is_file():
         edgetpu.skipped = f"no {edgetpu.model.name} (edgetpu_compiler output)"
     elif not edgetpu_present():
         edgetpu.skipped = f"{EDGETPU_LIBRARY} not found"
     rows.append(edgetpu)
-    external = Row(f"tflite int8 ({Path(delegate).name if delegate else 'external delegate'})", "tflite",
-                   paths["int8"], delegate=delegate)
+    external = Row(
+        f"tflite int8 ({Path(delegate).name if delegate else 'external delegate'})",
+        "tflite",
+        paths["int8"],
+        delegate=delegate,
+    )
     if not delegate:
         external.skipped = "no external delegate given (--delegate PATH)"
     rows.append(external)
@@ -171,28 +190,43 @@ def edgetpu_present() -> bool:
         return False
 
 
-def measure(row: Row, threads: int, slices: Path, spec: dict, settings: Settings, masks_out: Path | None,
-            scratch: Path) -> dict:
+def measure(
+    row: Row, threads: int, slices: Path, spec: dict, settings: Settings, masks_out: Path | None, scratch: Path
+) -> dict:
     """Runs one measuring process; raises RuntimeError with its one-line error."""
-    job = {"kind": row.kind, "model": str(row.model), "threads": threads, "delegate": row.delegate,
-           "warmup": settings.warmup, "runs": settings.runs, "slices": str(slices), "spec": spec,
-           "masks_out": str(masks_out) if masks_out else None}
+    job = {
+        "kind": row.kind,
+        "model": str(row.model),
+        "threads": threads,
+        "delegate": row.delegate,
+        "warmup": settings.warmup,
+        "runs": settings.runs,
+        "slices": str(slices),
+        "spec": spec,
+        "masks_out": str(masks_out) if masks_out else None,
+    }
     return run_job(job, scratch)
 
 
-def measure_floor(engine: str, models: list[tuple[Path, int]], threads: int, settings: Settings,
-                  scratch: Path) -> dict:
+def measure_floor(engine: str, models: list[tuple[Path, int]], threads: int, settings: Settings, scratch: Path) -> dict:
     """Times a floor's layer models in one measuring process (see measure.floor)."""
-    job = {"kind": "floor", "engine": engine, "models": [[str(p), n] for p, n in models], "threads": threads,
-           "warmup": settings.warmup, "runs": settings.runs}
+    job = {
+        "kind": "floor",
+        "engine": engine,
+        "models": [[str(p), n] for p, n in models],
+        "threads": threads,
+        "warmup": settings.warmup,
+        "runs": settings.runs,
+    }
     return run_job(job, scratch)
 
 
 def run_job(job: dict, scratch: Path) -> dict:
     job_file = scratch / "job.json"
     job_file.write_text(json.dumps(job))
-    done = subprocess.run([sys.executable, "-m", "saunet.benchmarks.measure", str(job_file)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "saunet.benchmarks.measure", str(job_file)], capture_output=True, text=True
+    )
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines()
         raise RuntimeError(lines[-1] if lines else f"exit status {done.returncode}")
@@ -246,8 +280,19 @@ def bench(source: Path, data: Path | None, delegate: str | None, settings: Setti
         floors = measure_floors(static, {r.floor for r in rows if r.floor and r.results}, threads, settings, scratch)
     from saunet.benchmarks.report import build_report
 
-    return build_report(rows, floors, masks, gop, threads, patients, len(truth), run, settings,
-                        minutes=(time.time() - started) / 60, load=(load_at_start, os.getloadavg()[0]))
+    return build_report(
+        rows,
+        floors,
+        masks,
+        gop,
+        threads,
+        patients,
+        len(truth),
+        run,
+        settings,
+        minutes=(time.time() - started) / 60,
+        load=(load_at_start, os.getloadavg()[0]),
+    )
 
 
 def measure_floors(static, wanted: set[str], threads: list[int], settings: Settings, scratch: Path) -> dict:
@@ -278,11 +323,20 @@ def measure_floors(static, wanted: set[str], threads: list[int], settings: Setti
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
-@click.option("--model", "source", required=True, type=click.Path(path_type=Path),
-              help="run folder (or its best.keras); its exports in RUN/export/ are used, missing ones made")
+@click.option(
+    "--model",
+    "source",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="run folder (or its best.keras); its exports in RUN/export/ are used, missing ones made",
+)
 @click.option("--data", type=click.Path(path_type=Path), default=None, help="data folder [default: the run's]")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("benchmarks/reports"),
-              help="folder for <date>-<machine>-<run>.md/.json/.png")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("benchmarks/reports"),
+    help="folder for <date>-<machine>-<run>.md/.json/.png",
+)
 @click.option("--delegate", default=None, help="an external TFLite delegate library to add a row for")
 @click.option("--quick", is_flag=True, help="2 test patients, 10 timed runs, 2-step QAT: a smoke test, not a benchmark")
 @click.option("--verbose", is_flag=True, help="show TensorFlow's own start-up and device messages")

@@ -1,7 +1,8 @@
 """The model card's metric tables, printed from a saunet-bench report (so no figure is copied by hand).
 
-    python -m saunet.benchmarks.card_tables benchmarks/reports/<date>-<machine>-<run>.json [--rows "keras float32 (TF CPU)" "tflite int8"]
+python -m saunet.benchmarks.card_tables benchmarks/reports/<date>-<machine>-<run>.json [--rows "keras float32 (TF CPU)" "tflite int8"]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,6 +18,7 @@ DEFAULT_ROWS = (REFERENCE_ROW, "tflite int8")
 def tables(report: dict, names: tuple[str, ...]) -> str:
     rows = {r["name"]: r for r in report["rows"]}
     chosen = [rows[n] for n in names]
+
     def fmt(value) -> str:
         return "n/a" if value is None else f"{value:.3f}"
 
@@ -25,8 +27,11 @@ def tables(report: dict, names: tuple[str, ...]) -> str:
     for i, (label, _) in enumerate(columns[0]):
         lines.append(f"| {label} | " + " | ".join(c[i][1] for c in columns) + " |")
     patients = [p["patient"] for p in chosen[0]["scores"]["per_patient"]]
-    lines += ["", "| patient | slices | tumour voxels | " + " | ".join(
-        f"{n}: Dice (largest component)" for n in names) + " |", "|---|---|---|" + "---|" * len(names)]
+    lines += [
+        "",
+        "| patient | slices | tumour voxels | " + " | ".join(f"{n}: Dice (largest component)" for n in names) + " |",
+        "|---|---|---|" + "---|" * len(names),
+    ]
     by_patient = [{p["patient"]: p for p in r["scores"]["per_patient"]} for r in chosen]
     for patient in patients:
         first = by_patient[0][patient]

@@ -9,6 +9,7 @@ averaged in (`--tta`), with each slice's enclosed holes filled after the largest
 (scipy.ndimage.binary_fill_holes; a measurement, so a development dependency will do), and both.
 Each variant is compared with the plain one, paired over the same patients.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,28 +61,56 @@ def main() -> None:
         for volume in load_split(args.data, split["val"]):
             probability = predict(volume.images)
             mirrored = predict(np.ascontiguousarray(volume.images[:, :, ::-1]))[:, :, ::-1]
-            rows.append({"patient": volume.case, "fold": split["fold"],
-                         **variant_dice(probability, mirrored, volume.masks, spec.threshold)})
-            print(f"fold {split['fold']} {volume.case}: " + ", ".join(f"{k} {rows[-1][k]:.4f}" for k in VARIANTS),
-                  flush=True)
-    summary = {name: {"mean": float(np.mean([r[name] for r in rows])),
-                      "median": float(np.median([r[name] for r in rows])),
-                      "interval": bootstrap_interval([r[name] for r in rows])} for name in VARIANTS}
+            rows.append(
+                {
+                    "patient": volume.case,
+                    "fold": split["fold"],
+                    **variant_dice(probability, mirrored, volume.masks, spec.threshold),
+                }
+            )
+            print(
+                f"fold {split['fold']} {volume.case}: " + ", ".join(f"{k} {rows[-1][k]:.4f}" for k in VARIANTS),
+                flush=True,
+            )
+    summary = {
+        name: {
+            "mean": float(np.mean([r[name] for r in rows])),
+            "median": float(np.median([r[name] for r in rows])),
+            "interval": bootstrap_interval([r[name] for r in rows]),
+        }
+        for name in VARIANTS
+    }
     against = {name: paired_difference([r[name] for r in rows], [r["plain"] for r in rows]) for name in VARIANTS[1:]}
     for name in VARIANTS:
-        line = f"{name:<10} mean {summary[name]['mean']:.4f} ({summary[name]['interval'][0]:.4f} to " \
-               f"{summary[name]['interval'][1]:.4f}), median {summary[name]['median']:.4f}"
+        line = (
+            f"{name:<10} mean {summary[name]['mean']:.4f} ({summary[name]['interval'][0]:.4f} to "
+            f"{summary[name]['interval'][1]:.4f}), median {summary[name]['median']:.4f}"
+        )
         if name in against:
             d = against[name]
-            line += f"; vs plain {d['mean']:+.4f} ({d['interval'][0]:+.4f} to {d['interval'][1]:+.4f}), " \
-                    f"better {d['better']}, worse {d['worse']}"
+            line += (
+                f"; vs plain {d['mean']:+.4f} ({d['interval'][0]:+.4f} to {d['interval'][1]:+.4f}), "
+                f"better {d['better']}, worse {d['worse']}"
+            )
         print(line)
     if args.json:
-        write_text(args.json, json.dumps({"date": date.today().isoformat(), "machine": machine.describe(),
-                                          "runs": [str(r) for r in args.runs], "patients": len(rows),
-                                          "metric": "per-patient 3D Dice, largest 6-connected component kept",
-                                          "summary": summary, "against_plain": against, "per_patient": rows},
-                                         indent=2) + "\n")
+        write_text(
+            args.json,
+            json.dumps(
+                {
+                    "date": date.today().isoformat(),
+                    "machine": machine.describe(),
+                    "runs": [str(r) for r in args.runs],
+                    "patients": len(rows),
+                    "metric": "per-patient 3D Dice, largest 6-connected component kept",
+                    "summary": summary,
+                    "against_plain": against,
+                    "per_patient": rows,
+                },
+                indent=2,
+            )
+            + "\n",
+        )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ calibration on random inputs): the ops, shapes and types the check reads are tho
 trained model of that preset; the values are not. The bundled model is checked as it is.
 Writes <date>-edgetpu-table.json. A check against the published table, not a compile.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,9 +39,13 @@ def preset_model(preset: str, input_size: int) -> bytes:
 
 
 def brief(report: dict) -> dict:
-    return {"ops_total": report["ops_total"], "ops_before_first_unsupported": report["ops_before_first_unsupported"],
-            "unsupported": report["unsupported"], "notes": report["notes"],
-            "ops": [o["op"] for o in report["ops"]]}
+    return {
+        "ops_total": report["ops_total"],
+        "ops_before_first_unsupported": report["ops_before_first_unsupported"],
+        "unsupported": report["unsupported"],
+        "notes": report["notes"],
+        "ops": [o["op"] for o in report["ops"]],
+    }
 
 
 def main() -> None:
@@ -48,17 +53,25 @@ def main() -> None:
     parser.add_argument("--input-size", type=int, default=128)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/reports"))
     args = parser.parse_args()
-    checks = {f"preset {p}, {args.input_size}x{args.input_size}": check_flatbuffer(preset_model(p, args.input_size))
-              for p in PRESETS}
+    checks = {
+        f"preset {p}, {args.input_size}x{args.input_size}": check_flatbuffer(preset_model(p, args.input_size))
+        for p in PRESETS
+    }
     checks[f"bundled {BUNDLED_MODEL.name}"] = static_check(BUNDLED_MODEL)
     first = next(iter(checks.values()))
-    report = {"date": date.today().isoformat(), "check": first["check"], "beyond_the_table": first["beyond_the_table"],
-              "models": {name: brief(r) for name, r in checks.items()}}
+    report = {
+        "date": date.today().isoformat(),
+        "check": first["check"],
+        "beyond_the_table": first["beyond_the_table"],
+        "models": {name: brief(r) for name, r in checks.items()},
+    }
     target = args.out / f"{report['date']}-edgetpu-table.json"
     write_text(target, json.dumps(report, indent=2) + "\n")
     for name, r in report["models"].items():
-        print(f"{name}: {r['ops_before_first_unsupported']} of {r['ops_total']} ops before the first the table "
-              f"does not allow; not allowed: {r['unsupported'] or 'none'}; notes: {r['notes'] or 'none'}")
+        print(
+            f"{name}: {r['ops_before_first_unsupported']} of {r['ops_total']} ops before the first the table "
+            f"does not allow; not allowed: {r['unsupported'] or 'none'}; notes: {r['notes'] or 'none'}"
+        )
     print(f"report: {target}")
 
 

@@ -8,6 +8,7 @@ prepared beforehand: that is what the latency columns time.
 Only the engine a row needs is imported: a TFLite row never loads TensorFlow, so its memory
 figure is what the device runtime costs.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -133,8 +134,9 @@ class KerasEngine:
     """
 
     def __init__(self, path: Path, threads: int, delegate: str | None, spec: Preprocessing):
-        import saunet.training  # noqa: F401  (Keras 2 before TensorFlow)
         import tensorflow as tf
+
+        import saunet.training  # noqa: F401  (Keras 2 before TensorFlow)
 
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
@@ -159,7 +161,12 @@ class KerasEngine:
         return resize_probability(y, pixels.shape[0], pixels.shape[1])
 
 
-ENGINES = {"tflite": TFLiteEngine, "raw-tflite": RawTFLiteEngine, "onnx": OnnxEngine, "raw-onnx": RawOnnxEngine,
-           "keras": KerasEngine}
+ENGINES = {
+    "tflite": TFLiteEngine,
+    "raw-tflite": RawTFLiteEngine,
+    "onnx": OnnxEngine,
+    "raw-onnx": RawOnnxEngine,
+    "keras": KerasEngine,
+}
 #: The engine that times a floor's layers, by the floor's engine name (saunet.benchmarks.floor).
 FLOOR_ENGINES = {"litert": "raw-tflite", "onnxruntime": "raw-onnx"}

@@ -8,6 +8,7 @@ how much the rest costs (pooling, concatenation, attention, requantisation, the 
 between ops), on this machine, in this engine. A peak taken from one large convolution says
 less: it runs at a speed this small model's layers never reach.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -36,8 +37,11 @@ def conv_layers(model: keras.Model) -> tuple[list[keras.Model], list[int]]:
         if not isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose)):
             continue
         config = {**layer.get_config(), "activation": "linear"}
-        key = (type(layer).__name__, tuple(layer.input.shape),
-               *(str(config[k]) for k in ("filters", "kernel_size", "strides", "padding", "dilation_rate", "use_bias")))
+        key = (
+            type(layer).__name__,
+            tuple(layer.input.shape),
+            *(str(config[k]) for k in ("filters", "kernel_size", "strides", "padding", "dilation_rate", "use_bias")),
+        )
         if key not in seen:
             config["name"] = f"floor_{len(seen)}"
             inputs = keras.Input(tuple(layer.input.shape[1:]), batch_size=1)

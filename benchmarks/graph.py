@@ -1,5 +1,6 @@
 """Operation counts from a model's graph (the GOP/s column; the floor each row is read against is
 saunet.benchmarks.floor's)."""
+
 from __future__ import annotations
 
 import saunet.quantize  # noqa: F401  (Keras 2 before TensorFlow)

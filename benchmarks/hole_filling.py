@@ -8,6 +8,7 @@ threshold, largest 6-connected component (saunet.runtime.volumes.postprocess); t
 the 3D Dice (saunet.runtime.metrics.dice) with and without 2D hole filling of every slice
 (scipy.ndimage.binary_fill_holes; scipy is a development dependency, enough for a measurement).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,10 +20,10 @@ import numpy as np
 from scipy.ndimage import binary_fill_holes
 
 from saunet.benchmarks import machine
-from saunet.runtime.models import BUNDLED_MODEL
 from saunet.runtime.files import write_text
 from saunet.runtime.inputs import folder_items
 from saunet.runtime.metrics import dice
+from saunet.runtime.models import BUNDLED_MODEL
 from saunet.runtime.preprocess import read_mask
 from saunet.runtime.segmenter import Segmenter
 from saunet.runtime.volumes import postprocess, predict_volume, read_slice_folder
@@ -52,19 +53,42 @@ def main() -> None:
         probability, _ = predict_volume(volume, segmenter.predict)
         lcc = postprocess(probability, segmenter.spec.threshold, keep_largest=True)
         filled = fill_holes_2d(lcc)
-        rows.append({"patient": patient, "dice_lcc": dice(lcc, truth), "dice_lcc_filled": dice(filled, truth),
-                     "voxels_added": int(filled.sum() - lcc.sum())})
-        print(f"{patient}: LCC {rows[-1]['dice_lcc']:.4f}, LCC + 2D holes filled {rows[-1]['dice_lcc_filled']:.4f} "
-              f"({rows[-1]['voxels_added']} voxels added)")
+        rows.append(
+            {
+                "patient": patient,
+                "dice_lcc": dice(lcc, truth),
+                "dice_lcc_filled": dice(filled, truth),
+                "voxels_added": int(filled.sum() - lcc.sum()),
+            }
+        )
+        print(
+            f"{patient}: LCC {rows[-1]['dice_lcc']:.4f}, LCC + 2D holes filled {rows[-1]['dice_lcc_filled']:.4f} "
+            f"({rows[-1]['voxels_added']} voxels added)"
+        )
     means = {key: float(np.mean([row[key] for row in rows])) for key in ("dice_lcc", "dice_lcc_filled")}
     better = sum(row["dice_lcc_filled"] > row["dice_lcc"] for row in rows)
     worse = sum(row["dice_lcc_filled"] < row["dice_lcc"] for row in rows)
-    print(f"mean per-patient 3D Dice over {len(rows)} validation patients: LCC {means['dice_lcc']:.4f}, "
-          f"LCC + holes filled {means['dice_lcc_filled']:.4f}; filling better on {better}, worse on {worse}")
+    print(
+        f"mean per-patient 3D Dice over {len(rows)} validation patients: LCC {means['dice_lcc']:.4f}, "
+        f"LCC + holes filled {means['dice_lcc_filled']:.4f}; filling better on {better}, worse on {worse}"
+    )
     if args.json:
-        write_text(args.json, json.dumps({"date": date.today().isoformat(), "machine": machine.describe(),
-                                          "model": str(args.model), "patients": rows, "mean": means,
-                                          "better": better, "worse": worse}, indent=2) + "\n")
+        write_text(
+            args.json,
+            json.dumps(
+                {
+                    "date": date.today().isoformat(),
+                    "machine": machine.describe(),
+                    "model": str(args.model),
+                    "patients": rows,
+                    "mean": means,
+                    "better": better,
+                    "worse": worse,
+                },
+                indent=2,
+            )
+            + "\n",
+        )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ sit at other levels than the rest. The FLAIR contrast (the tumour's mean over th
 head's) names the volumes whose tumours are faint, where the models fail. Cases are labelled
 train/val/test from RUN's split.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,16 +52,39 @@ def main() -> None:
         volume = load_case(case, None)
         medians = channel_medians(volume.images)
         contrast = flair_contrast(volume.images, volume.masks)
-        cases.append({"case": case.name, "split": group.get(case.name), "slices": len(volume.images),
-                      "median_over_head": dict(zip(channels, medians)), "flair_contrast": contrast})
-        print(f"{case.name:<24} {group.get(case.name) or '-':<5} " + "  ".join(f"{c} {m:5.0f}" for c, m in zip(channels, medians))
-              + (f"  FLAIR contrast {contrast:.2f}" if contrast is not None else ""))
+        cases.append(
+            {
+                "case": case.name,
+                "split": group.get(case.name),
+                "slices": len(volume.images),
+                "median_over_head": dict(zip(channels, medians)),
+                "flair_contrast": contrast,
+            }
+        )
+        print(
+            f"{case.name:<24} {group.get(case.name) or '-':<5} "
+            + "  ".join(f"{c} {m:5.0f}" for c, m in zip(channels, medians))
+            + (f"  FLAIR contrast {contrast:.2f}" if contrast is not None else "")
+        )
     flair = [c["median_over_head"]["FLAIR"] for c in cases if c["split"] in ("train", "val")]
-    print(f"FLAIR median over the head, training and validation volumes: min {min(flair):.0f}, "
-          f"10th percentile {np.percentile(flair, 10):.0f}, median {np.median(flair):.0f}, max {max(flair):.0f}")
-    write_text(args.json, json.dumps({"date": date.today().isoformat(), "machine": machine.describe(),
-                                      "data": args.data.resolve().name, "run": args.run.name, "cases": cases},
-                                     indent=2) + "\n")
+    print(
+        f"FLAIR median over the head, training and validation volumes: min {min(flair):.0f}, "
+        f"10th percentile {np.percentile(flair, 10):.0f}, median {np.median(flair):.0f}, max {max(flair):.0f}"
+    )
+    write_text(
+        args.json,
+        json.dumps(
+            {
+                "date": date.today().isoformat(),
+                "machine": machine.describe(),
+                "data": args.data.resolve().name,
+                "run": args.run.name,
+                "cases": cases,
+            },
+            indent=2,
+        )
+        + "\n",
+    )
     print(f"report: {args.json}")
 
 

@@ -1,4 +1,5 @@
 """One line naming the machine a benchmark ran on, for reports and the README."""
+
 from __future__ import annotations
 
 import os
@@ -40,8 +41,10 @@ def isa_features(flags: set[str] | None = None) -> dict[str, bool]:
 def describe() -> str:
     """E.g. 'x86_64, 2 cores, Intel(R) Xeon(R) ..., AVX2 yes, AVX-512 VNNI yes, AMX no, Linux 6.1, Python 3.11.7'."""
     isa = ", ".join(f"{name} {'yes' if present else 'no'}" for name, present in isa_features().items())
-    return (f"{platform.machine()}, {os.cpu_count()} cores, {cpu_model()}, {isa}, "
-            f"{platform.system()} {platform.release().split('-')[0]}, Python {platform.python_version()}")
+    return (
+        f"{platform.machine()}, {os.cpu_count()} cores, {cpu_model()}, {isa}, "
+        f"{platform.system()} {platform.release().split('-')[0]}, Python {platform.python_version()}"
+    )
 
 
 def slug() -> str:

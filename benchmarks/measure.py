@@ -6,6 +6,7 @@ The job names the engine, model, threads, warm-up and timed runs, and the slices
 opened memory-mapped, so that only the slices used are counted in memory). The result is one
 JSON line on stdout; a failure is one line on stderr and exit status 1.
 """
+
 from __future__ import annotations
 
 import json
@@ -52,8 +53,9 @@ def latencies(engine, images: np.ndarray, warmup: int, runs: int) -> list[float]
     return times
 
 
-def accuracy(engine, images: np.ndarray, masks: np.ndarray, cases: np.ndarray, threshold: float,
-             masks_out: Path) -> tuple[dict, float]:
+def accuracy(
+    engine, images: np.ndarray, masks: np.ndarray, cases: np.ndarray, threshold: float, masks_out: Path
+) -> tuple[dict, float]:
     """Per-patient scores of the engine's masks, and end-to-end slices/s (preprocess to mask).
 
     The thresholded masks are saved (bit-packed) for the mask agreement against the float model.
@@ -98,8 +100,12 @@ def floor(job: dict) -> dict:
             start = time.perf_counter()
             engine.invoke()
             chained[i] += count * 1e3 * (time.perf_counter() - start)
-    return {"backend": engines[0].backend if engines else None, "layers": layers, "chained_ms": chained.tolist(),
-            "peak_rss_mb": peak_rss_mb()}
+    return {
+        "backend": engines[0].backend if engines else None,
+        "layers": layers,
+        "chained_ms": chained.tolist(),
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
 def run(job: dict) -> dict:
@@ -114,8 +120,9 @@ def run(job: dict) -> dict:
     if job.get("masks_out"):
         masks = np.load(slices / "masks.npy", mmap_mode="r")
         cases = np.load(slices / "cases.npy")
-        result["scores"], result["slices_per_s"] = accuracy(engine, images, masks, cases, spec.threshold,
-                                                            Path(job["masks_out"]))
+        result["scores"], result["slices_per_s"] = accuracy(
+            engine, images, masks, cases, spec.threshold, Path(job["masks_out"])
+        )
     return result
 
 

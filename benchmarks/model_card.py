@@ -13,6 +13,7 @@ Where each part comes from:
 - NOTES.md: what only a person can write (why this run, where the model falls short, what
   to try next), placed under the goal. Check its figures against the tables.
 """
+
 from __future__ import annotations
 
 import csv
@@ -39,7 +40,7 @@ GOAL = 0.85
 RECORD_FILES = ("config.json", "split.json", "state.json", "history.csv", "val-scores.json")
 PRESET_TEXT = {
     "seed": "the architecture of suniash/brain_mri_segmentation (the notebook this project grew from), "
-            "spatial attention on the last pooled map, transposed-convolution decoder",
+    "spatial attention on the last pooled map, transposed-convolution decoder",
     "sa-unet": "Guo et al. 2020's layout: Conv-attention-Conv bottleneck, transposed-convolution decoder",
 }
 
@@ -62,8 +63,12 @@ def training_command(config: dict) -> str:
     from saunet.training.cli import train
 
     augmentation = config.get("augmentation")
-    values = {**config, **(augmentation or {}), "no_augment": augmentation is None,
-              "split_text": "/".join(f"{x:g}" for x in config["split"])}
+    values = {
+        **config,
+        **(augmentation or {}),
+        "no_augment": augmentation is None,
+        "split_text": "/".join(f"{x:g}" for x in config["split"]),
+    }
     parts = ["saunet-train --data data/kaggle_3m", f"--out runs/{Path(config['out']).name}"]
     for param in train.params:
         if param.name in ("data", "out", "resume") or param.name not in values:
@@ -74,7 +79,7 @@ def training_command(config: dict) -> str:
                 parts.append(param.opts[0] if value or not param.secondary_opts else param.secondary_opts[0])
         elif value != param.default or param.name == "seed":  # the seed is written down even at its default
             parts.append(f"{param.opts[0]} {value:g}" if isinstance(value, float) else f"{param.opts[0]} {value}")
-    return " \\\n        ".join(" ".join(parts[i:i + 5]) for i in range(0, len(parts), 5))
+    return " \\\n        ".join(" ".join(parts[i : i + 5]) for i in range(0, len(parts), 5))
 
 
 def read_json(path: Path) -> dict:
@@ -112,14 +117,23 @@ def bundled(models: Path) -> dict:
     if metadata.get("format") not in INT8_FORMATS:
         raise CardError(f"{int8}: is a {metadata.get('format') or 'non-saunet'} model, not an int8 export")
     model, _, _ = load_keras_model(keras_file)
-    return {"metadata": metadata, "int8_mb": int8.stat().st_size / 1e6, "float_mb": keras_file.stat().st_size / 1e6,
-            "parameters": model.count_params()}
+    return {
+        "metadata": metadata,
+        "int8_mb": int8.stat().st_size / 1e6,
+        "float_mb": keras_file.stat().st_size / 1e6,
+        "parameters": model.count_params(),
+    }
 
 
 def validation_table(val: dict) -> str:
     rows = summary_rows(val, lambda v: "n/a" if v is None else f"{v:.3f}")
-    return "\n".join(["| validation patients, best checkpoint (float) | |", "|---|---|",
-                      *(f"| {label} | {value} |" for label, value in rows)])
+    return "\n".join(
+        [
+            "| validation patients, best checkpoint (float) | |",
+            "|---|---|",
+            *(f"| {label} | {value} |" for label, value in rows),
+        ]
+    )
 
 
 def dropblock_text(arch: dict) -> str:
@@ -138,17 +152,25 @@ def card(record: dict, bench: dict, bench_name: str, models: dict, notes: str) -
     parity, parity_md = parity_of(record, chosen)
     other = next(f for f in INT8_FORMATS if f != chosen)
     run = Path(config["out"]).name
-    sources = {"the bundled model": models["metadata"].get("source"), "the record": run,
-               "the bench report": Path(bench["run"]).name}  # reports before 2026-11-24 hold a path
+    sources = {
+        "the bundled model": models["metadata"].get("source"),
+        "the record": run,
+        "the bench report": Path(bench["run"]).name,
+    }  # reports before 2026-11-24 hold a path
     if len(set(sources.values())) > 1:
         raise CardError("not one run: " + ", ".join(f"{k} is {v}'s" for k, v in sources.items()))
     rows = {r["name"]: r for r in bench["rows"]}
-    names = [REFERENCE_ROW, f"tflite {chosen}"] + ([f"tflite {other}"] if rows.get(f"tflite {other}", {}).get("scores") else [])
+    names = [REFERENCE_ROW, f"tflite {chosen}"] + (
+        [f"tflite {other}"] if rows.get(f"tflite {other}", {}).get("scores") else []
+    )
     missing = [n for n in names[:2] if not rows.get(n, {}).get("scores")]
     if missing:
         raise CardError(f"{bench_name}: no test scores for {', '.join(missing)}")
-    shown = {REFERENCE_ROW: "float (Keras)", f"tflite {chosen}": f"{LABELS[chosen]} (bundled)",
-             f"tflite {other}": f"{LABELS[other]} (not shipped)"}
+    shown = {
+        REFERENCE_ROW: "float (Keras)",
+        f"tflite {chosen}": f"{LABELS[chosen]} (bundled)",
+        f"tflite {other}": f"{LABELS[other]} (not shipped)",
+    }
     test_tables = tables(bench, tuple(names))
     for name, label in shown.items():
         test_tables = test_tables.replace(name, label)
@@ -159,8 +181,11 @@ def card(record: dict, bench: dict, bench_name: str, models: dict, notes: str) -
     arch = config["model"] if "model" in config else config["architecture"]  # records from before ModelSpec
     size = spec.input_size
     val_epochs = ", ".join(f"{float(h['val_dice_3d']):.3f}" for h in record["history.csv"])
-    normalise = ("none: the channels as stored" if spec.normalise == "none" else
-                 f"`{spec.normalise}` (`saunet.runtime.preprocess`), applied after resizing")
+    normalise = (
+        "none: the channels as stored"
+        if spec.normalise == "none"
+        else f"`{spec.normalise}` (`saunet.runtime.preprocess`), applied after resizing"
+    )
     parity_body = parity_md.split("\n", 2)[2].strip()
     rule = pick_int8(record["parity"])
     if rule is not None and rule.format == chosen:
@@ -171,7 +196,9 @@ def card(record: dict, bench: dict, bench_name: str, models: dict, notes: str) -
     float32_mb = parity["sizes_bytes"].get("float32", 0) / 1e6
     test_change = "; ".join(
         f"{shown[n]}: {rows[n]['dice_change']:+.3f} (mask agreement {100 * rows[n]['agreement']:.2f}%)"
-        for n in names[1:] if rows[n].get("dice_change") is not None)
+        for n in names[1:]
+        if rows[n].get("dice_change") is not None
+    )
     return f"""# Model card: saunet's bundled SA-UNet (int8 and float)
 
 **Not a medical device.** For research on FLAIR abnormality in lower-grade glioma MRI only.
@@ -185,31 +212,31 @@ bundled files.
 
 | file | what | size |
 |---|---|---|
-| `saunet_int8.tflite` | fully-int8 TFLite (int8 input and output, batch 1), {models['metadata'].get('quantization', chosen)}; its metadata holds the preprocessing below. The default model of `saunet-run`. | {models['int8_mb']:.2f} MB |
-| `saunet_float.keras` | the float Keras model it was made from (no optimiser state) | {models['float_mb']:.1f} MB |
+| `saunet_int8.tflite` | fully-int8 TFLite (int8 input and output, batch 1), {models["metadata"].get("quantization", chosen)}; its metadata holds the preprocessing below. The default model of `saunet-run`. | {models["int8_mb"]:.2f} MB |
+| `saunet_float.keras` | the float Keras model it was made from (no optimiser state) | {models["float_mb"]:.1f} MB |
 | `saunet_float.json` | the float model's preprocessing and patient split | |
 
 ## Model
 - SA-UNet (after Guo et al. 2020, "SA-UNet: Spatial Attention U-Net for Retinal Vessel
-  Segmentation"), `{config['preset']}` preset: {PRESET_TEXT.get(config['preset'], config['preset'])}.
-- Encoder {'-'.join(str(f) for f in arch['filters'])}; {dropblock_text(arch)}.
-- {models['parameters']:,} parameters; {bench['gop']:.2f} GOP a slice.
-- Input: the slice resized (bilinear) to **{size}x{size}**; channels {', '.join(spec.channels)};
+  Segmentation"), `{config["preset"]}` preset: {PRESET_TEXT.get(config["preset"], config["preset"])}.
+- Encoder {"-".join(str(f) for f in arch["filters"])}; {dropblock_text(arch)}.
+- {models["parameters"]:,} parameters; {bench["gop"]:.2f} GOP a slice.
+- Input: the slice resized (bilinear) to **{size}x{size}**; channels {", ".join(spec.channels)};
   intensity normalisation {normalise}; scaled by {spec.scale:.6g}.
 - Output: tumour probability, resized back to the scan's size, thresholded at {spec.threshold}.
 
 ## Data
 - LGG-MRI-Segmentation (Buda et al. 2019; TCGA-LGG images from TCIA), the `kaggle_3m` layout.
 - Split by patient (`saunet.training.dataset.split_cases`), fractions
-  {'/'.join(f'{x:g}' for x in split['fractions'])}, seed {split['seed']}: {len(split['train'])} training patients,
-  {len(split['val'])} validation ({sum(p['slices'] for p in val['per_patient'])} slices), {len(split['test'])} test ({bench['slices']} slices).
-- The test patients, read only for the results below: {', '.join(split['test'])}.
+  {"/".join(f"{x:g}" for x in split["fractions"])}, seed {split["seed"]}: {len(split["train"])} training patients,
+  {len(split["val"])} validation ({sum(p["slices"] for p in val["per_patient"])} slices), {len(split["test"])} test ({bench["slices"]} slices).
+- The test patients, read only for the results below: {", ".join(split["test"])}.
 
 ## Training
     {training_command(config)}
 
-Best validation mean per-patient 3D Dice at epoch {state['best_epoch']} of {state['epoch']}
-({state['best_score']:.3f}); that checkpoint is the float model. Validation Dice after each epoch:
+Best validation mean per-patient 3D Dice at epoch {state["best_epoch"]} of {state["epoch"]}
+({state["best_score"]:.3f}); that checkpoint is the float model. Validation Dice after each epoch:
 {val_epochs}.
 
 {validation_table(val)}
@@ -222,21 +249,21 @@ agree best with the float model's among those within the tolerance):
 
 {bundled_line}
 
-## Results on the {len(bench['patients'])} test patients
+## Results on the {len(bench["patients"])} test patients
 
     saunet-bench --model runs/{run} --data data/kaggle_3m
 
-{bench['date']}, {bench['machine']}. Every metric by `saunet.runtime.metrics` on masks at the
+{bench["date"]}, {bench["machine"]}. Every metric by `saunet.runtime.metrics` on masks at the
 scans' own size; float through Keras, int8 through the device runtime, one slice at a time.
 
 {test_tables}
 
 Change against the float model on the test patients: {test_change}. The int8 file is
-{models['int8_mb']:.2f} MB{f", {100 * models['int8_mb'] / float32_mb:.0f}% of the float32 TFLite file" if float32_mb else ""}.
+{models["int8_mb"]:.2f} MB{f", {100 * models['int8_mb'] / float32_mb:.0f}% of the float32 TFLite file" if float32_mb else ""}.
 
 **Goal: mean per-patient 3D Dice of at least {GOAL} with the largest component kept, for the
-int8 model. {"Met" if lcc >= GOAL else "Missed"}: {lcc:.3f}** (float model {float_scores['dice_3d_lcc']['mean']:.3f}).
-The 95% bootstrap interval of the int8 mean over these {len(int8_scores['per_patient'])} patients is {lcc_low:.3f} to
+int8 model. {"Met" if lcc >= GOAL else "Missed"}: {lcc:.3f}** (float model {float_scores["dice_3d_lcc"]["mean"]:.3f}).
+The 95% bootstrap interval of the int8 mean over these {len(int8_scores["per_patient"])} patients is {lcc_low:.3f} to
 {lcc_high:.3f}: {goal_reading(lcc_low, lcc_high)}.
 
 {notes.strip()}
@@ -245,14 +272,14 @@ The 95% bootstrap interval of the int8 mean over these {len(int8_scores['per_pat
 
 | source | metric | reported | this model (float / int8) |
 |---|---|---|---|
-| the seed notebook (suniash/brain_mri_segmentation) | soft Dice pooled over a batch of slices, smoothing 100, empty slices included; slice-level split, checkpoint chosen on its test set | 0.9047 | {float_scores['seed_soft_dice']:.3f} / {int8_scores['seed_soft_dice']:.3f} (pooled over all {bench['slices']} test slices) |
-| Buda et al. 2019 (the data set's author), Keras U-Net | per-patient 3D Dice, thresholded, largest component kept; 22-fold cross-validation over 110 patients | mean 0.836, median 0.873 | mean {float_scores['dice_3d_lcc']['mean']:.3f} / {lcc:.3f}, median {float_scores['dice_3d_lcc']['median']:.3f} / {int8_scores['dice_3d_lcc']['median']:.3f} |
-| mateuszbuda/brain-segmentation-pytorch | the same, 10 validation patients, model chosen on them | mean 0.91 | validation: {val['dice_3d_lcc']['mean']:.3f} (float) |
+| the seed notebook (suniash/brain_mri_segmentation) | soft Dice pooled over a batch of slices, smoothing 100, empty slices included; slice-level split, checkpoint chosen on its test set | 0.9047 | {float_scores["seed_soft_dice"]:.3f} / {int8_scores["seed_soft_dice"]:.3f} (pooled over all {bench["slices"]} test slices) |
+| Buda et al. 2019 (the data set's author), Keras U-Net | per-patient 3D Dice, thresholded, largest component kept; 22-fold cross-validation over 110 patients | mean 0.836, median 0.873 | mean {float_scores["dice_3d_lcc"]["mean"]:.3f} / {lcc:.3f}, median {float_scores["dice_3d_lcc"]["median"]:.3f} / {int8_scores["dice_3d_lcc"]["median"]:.3f} |
+| mateuszbuda/brain-segmentation-pytorch | the same, 10 validation patients, model chosen on them | mean 0.91 | validation: {val["dice_3d_lcc"]["mean"]:.3f} (float) |
 
 ## Limits
 - FLAIR abnormality in lower-grade glioma (WHO grade II-III) on the TCGA-LGG scans of five
   institutions only; other tumours, sequences, scanners or preprocessing are out of scope.
-- Trained on {len(split['train'])} patients, scored on {len(split['test'])}: the test figures carry a wide uncertainty.
+- Trained on {len(split["train"])} patients, scored on {len(split["test"])}: the test figures carry a wide uncertainty.
 - Scans are expected as in the Kaggle data: axial slices whose three channels are
   pre-contrast, FLAIR and post-contrast, skull included.
 - Trained at {size}x{size}; masks are resized back to the scan's size, which blurs small tumours.
@@ -265,9 +292,16 @@ The 95% bootstrap interval of the int8 mean over these {len(int8_scores['per_pat
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.option("--record", required=True, type=click.Path(path_type=Path), help="the run's record (or run folder)")
-@click.option("--bench", "bench_path", required=True, type=click.Path(path_type=Path),
-              help="saunet-bench's JSON report of the run on the test patients")
-@click.option("--notes", required=True, type=click.Path(path_type=Path), help="hand-written Markdown placed under the goal")
+@click.option(
+    "--bench",
+    "bench_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="saunet-bench's JSON report of the run on the test patients",
+)
+@click.option(
+    "--notes", required=True, type=click.Path(path_type=Path), help="hand-written Markdown placed under the goal"
+)
 @click.option("--models", type=click.Path(path_type=Path), default=MODELS, help="the bundled models' folder")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="[default: MODELS/MODEL_CARD.md]")
 def main(record: Path, bench_path: Path, notes: Path, models: Path, out: Path | None) -> None:

@@ -7,6 +7,7 @@ The float model runs through Keras and the int8 model through the device runtime
 runtime's preprocessing, so the picture shows what each gives on a scan at its own size. Each
 row's title has the slice's Dice for both (the bundled slices are test patients').
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,11 +41,12 @@ def main() -> None:
     float_masks = (keras_predictor(model, spec)(images) >= spec.threshold).astype(np.uint8)
     segmenter = Segmenter(args.int8)
     int8_masks = (segmenter.predict_batch(images) >= segmenter.spec.threshold).astype(np.uint8)
-    titles = [f"{t}\nDice float {dice(f, m):.2f} int8 {dice(q, m):.2f}"
-              for t, f, q, m in zip(titles, float_masks, int8_masks, truths)]
+    titles = [
+        f"{t}\nDice float {dice(f, m):.2f} int8 {dice(q, m):.2f}"
+        for t, f, q, m in zip(titles, float_masks, int8_masks, truths)
+    ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    plot_samples(images, truths, [float_masks, int8_masks], titles, args.out,
-                 labels=["float (Keras)", "int8 (TFLite)"])
+    plot_samples(images, truths, [float_masks, int8_masks], titles, args.out, labels=["float (Keras)", "int8 (TFLite)"])
     print(f"wrote {args.out}")
 
 

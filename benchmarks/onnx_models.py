@@ -4,6 +4,7 @@ own static quantization (QDQ), which is what a user who already works with ONNX 
 The int8 file is calibrated on the same inputs as the LiteRT int8 exports (training slices of the
 model's split, preprocessed as the runtime does), so the two int8 rows differ by toolchain only.
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -60,6 +61,13 @@ def quantize_int8(float_path: Path, path: Path, inputs: Iterable[np.ndarray]) ->
         prepared = Path(scratch) / "prepared.onnx"
         quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=True)
         with atomic_path(path) as partial:
-            quantize_static(str(prepared), str(partial), _Inputs(name, inputs), quant_format=QuantFormat.QDQ,
-                            per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+            quantize_static(
+                str(prepared),
+                str(partial),
+                _Inputs(name, inputs),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+            )
     return path

@@ -12,6 +12,7 @@ the same scans twice, here with this venv's interpreter and under `qemu-aarch64-
 qemu-user-static, apt-get and dpkg-deb, and the network for the first run only. The host's apt and dpkg
 configuration is never changed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,8 @@ from PIL import Image
 
 import saunet.runtime
 from saunet.benchmarks import machine
-from saunet.runtime.models import BUNDLED_MODEL
 from saunet.runtime.files import write_text
+from saunet.runtime.models import BUNDLED_MODEL
 
 QEMU = "qemu-aarch64-static"
 SLICES = Path(__file__).resolve().parents[1] / "examples" / "slices"
@@ -45,15 +46,28 @@ DEFAULT_CACHE = Path("~/.cache/saunet/pi-emulation")
 DONE = ".complete"  # marker written inside a cache folder as its last step, before it is renamed into place
 
 SUITE = "bookworm"  # Raspberry Pi OS 12 is Debian bookworm
-ARCHIVES = (("http://deb.debian.org/debian", SUITE), ("http://deb.debian.org/debian", f"{SUITE}-updates"),
-            ("http://deb.debian.org/debian-security", f"{SUITE}-security"))
+ARCHIVES = (
+    ("http://deb.debian.org/debian", SUITE),
+    ("http://deb.debian.org/debian", f"{SUITE}-updates"),
+    ("http://deb.debian.org/debian-security", f"{SUITE}-security"),
+)
 KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 #: The smallest set that runs saunet-run with either interpreter (found by removing packages until it
 #: broke): python3.11 needs libexpat1 to start and libffi8 for ctypes, which both interpreters import;
 #: libbz2-1.0 for bz2, which nibabel imports (NIfTI volumes); libssl3 and liblzma5 are optional for
 #: Python (hashlib, lzma fall back or are never imported).
-DEBS = ("libc6", "libgcc-s1", "libstdc++6", "zlib1g", "libexpat1", "libffi8", "libbz2-1.0",
-        "libpython3.11-minimal", "libpython3.11-stdlib", "python3.11-minimal")
+DEBS = (
+    "libc6",
+    "libgcc-s1",
+    "libstdc++6",
+    "zlib1g",
+    "libexpat1",
+    "libffi8",
+    "libbz2-1.0",
+    "libpython3.11-minimal",
+    "libpython3.11-stdlib",
+    "python3.11-minimal",
+)
 #: bookworm has glibc 2.36: wheels tagged manylinux_2_17 (= manylinux2014) up to manylinux_2_36 run there.
 #: pip does not expand an explicit --platform to older tags, and tflite-runtime 2.14 is manylinux_2_34 only.
 PLATFORMS = tuple(f"manylinux_2_{v}_aarch64" for v in range(36, 16, -1)) + ("manylinux2014_aarch64",)
@@ -66,8 +80,13 @@ DEFAULT_BACKEND = "ai-edge-litert"
 #: The cores qemu emulates, the board that has them, and what its kernel shows in /proc/cpuinfo.
 CPUS = {
     "cortex-a72": ("Raspberry Pi 4", "0xd08", "0x0", "3", "fp asimd evtstrm crc32 cpuid"),
-    "cortex-a76": ("Raspberry Pi 5", "0xd0b", "0x4", "1", ("fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics "
-                                                          "fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp")),
+    "cortex-a76": (
+        "Raspberry Pi 5",
+        "0xd0b",
+        "0x4",
+        "1",
+        ("fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp"),
+    ),
 }
 
 
@@ -165,9 +184,14 @@ def apt_options(state: Path) -> list[str]:
     The arm64 index is fetched and checked by apt itself: InRelease against Debian's archive
     keyring, and every .deb against the SHA256 in that signed index.
     """
-    options = {"Dir::Etc": state / "etc", "Dir::State": state / "state", "Dir::Cache": state / "cache",
-               "Dir::State::status": state / "state" / "status", "APT::Architecture": "arm64",
-               "APT::Architectures::": "arm64"}
+    options = {
+        "Dir::Etc": state / "etc",
+        "Dir::State": state / "state",
+        "Dir::Cache": state / "cache",
+        "Dir::State::status": state / "state" / "status",
+        "APT::Architecture": "arm64",
+        "APT::Architectures::": "arm64",
+    }
     if os.geteuid() == 0:  # apt's _apt user cannot enter /root/.cache: download as root, without the warning
         options["APT::Sandbox::User"] = "root"
     return [arg for key, value in options.items() for arg in ("-o", f"{key}={value}")]
@@ -188,18 +212,25 @@ def download_debs(cache: Path) -> Path:
         for sub in ("etc/sources.list.d", "etc/preferences.d", "state/lists/partial", "cache/archives/partial"):
             (state / sub).mkdir(parents=True)
         (state / "state" / "status").touch()
-        (state / "etc" / "sources.list").write_text("".join(
-            f"deb [arch=arm64 signed-by={KEYRING}] {url} {suite} main\n" for url, suite in ARCHIVES))
+        (state / "etc" / "sources.list").write_text(
+            "".join(f"deb [arch=arm64 signed-by={KEYRING}] {url} {suite} main\n" for url, suite in ARCHIVES)
+        )
         options = apt_options(state)
-        run_tool(["apt-get", *options, "--error-on=any", "update"], "downloading Debian's arm64 package index",
-                 timeout=600)
-        run_tool(["apt-get", *options, "download", *DEBS], f"downloading {SUITE} arm64 packages",
-                 timeout=600, cwd=partial)
+        run_tool(
+            ["apt-get", *options, "--error-on=any", "update"], "downloading Debian's arm64 package index", timeout=600
+        )
+        run_tool(
+            ["apt-get", *options, "download", *DEBS], f"downloading {SUITE} arm64 packages", timeout=600, cwd=partial
+        )
         for deb in sorted(partial.glob("*.deb")):
-            name, version = run_tool(["dpkg-deb", "--showformat=${Package} ${Version}", "--show", str(deb)],
-                                     f"reading {deb.name}").stdout.split()
-            record["packages"][name] = {"version": version, "file": deb.name,
-                                        "sha256": hashlib.sha256(deb.read_bytes()).hexdigest()}
+            name, version = run_tool(
+                ["dpkg-deb", "--showformat=${Package} ${Version}", "--show", str(deb)], f"reading {deb.name}"
+            ).stdout.split()
+            record["packages"][name] = {
+                "version": version,
+                "file": deb.name,
+                "sha256": hashlib.sha256(deb.read_bytes()).hexdigest(),
+            }
         shutil.rmtree(state)
         missing = set(DEBS) - set(record["packages"])
         if missing:
@@ -231,10 +262,30 @@ def install_wheels(cache: Path, backend: str) -> Path:
     record: dict = {"requirements": requirements}
     with building(folder, record) as partial:
         platforms = [arg for tag in PLATFORMS for arg in ("--platform", tag)]
-        run_tool([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                  "--no-warn-conflicts", "--target", str(partial), "--only-binary=:all:", "--python-version",
-                  "3.11", "--implementation", "cp", "--abi", "cp311", *platforms, *requirements],
-                 "installing aarch64 wheels with pip", timeout=900)
+        run_tool(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--no-warn-conflicts",
+                "--target",
+                str(partial),
+                "--only-binary=:all:",
+                "--python-version",
+                "3.11",
+                "--implementation",
+                "cp",
+                "--abi",
+                "cp311",
+                *platforms,
+                *requirements,
+            ],
+            "installing aarch64 wheels with pip",
+            timeout=900,
+        )
         record["wheels"] = wheel_versions(partial)
     return folder
 
@@ -271,8 +322,10 @@ def write_cpuinfo(root: Path, cpu: str) -> None:
     first, so ROOT/proc/cpuinfo is what the guest reads; the rest of /proc stays the host's.
     """
     board, part, variant, revision, features = CPUS[cpu]
-    core = (f"BogoMIPS\t: 108.00\nFeatures\t: {features}\nCPU implementer\t: 0x41\nCPU architecture: 8\n"
-            f"CPU variant\t: {variant}\nCPU part\t: {part}\nCPU revision\t: {revision}\n\n")
+    core = (
+        f"BogoMIPS\t: 108.00\nFeatures\t: {features}\nCPU implementer\t: 0x41\nCPU architecture: 8\n"
+        f"CPU variant\t: {variant}\nCPU part\t: {part}\nCPU revision\t: {revision}\n\n"
+    )
     text = "".join(f"processor\t: {n}\n{core}" for n in range(os.cpu_count() or 1))
     write_text(root / "proc" / "cpuinfo", text + f"Model\t\t: {board} (emulated)\n")
 
@@ -284,8 +337,22 @@ def qemu_version() -> str:
 
 def run_x86(model: Path, images: list[Path], out: Path) -> dict:
     """saunet-run here, with this venv's interpreter and one thread; its results.json."""
-    run_tool([sys.executable, "-m", "saunet.runtime", *map(str, images), "--model", str(model), "--out", str(out),
-              "--threads", "1"], "saunet-run on x86-64", cwd=out.parent)
+    run_tool(
+        [
+            sys.executable,
+            "-m",
+            "saunet.runtime",
+            *map(str, images),
+            "--model",
+            str(model),
+            "--out",
+            str(out),
+            "--threads",
+            "1",
+        ],
+        "saunet-run on x86-64",
+        cwd=out.parent,
+    )
     return json.loads((out / "results.json").read_text())
 
 
@@ -296,12 +363,37 @@ def run_aarch64(root: Path, site: Path, shim: Path, cpu: str, model: Path, image
     bytecode written into the linked runtime folder, and a scratch working directory so that
     nothing beside the scans shadows a module.
     """
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/"),
-           "LANG": "C.UTF-8", "PYTHONPATH": f"{shim}{os.pathsep}{site}", "PYTHONNOUSERSITE": "1",
-           "PYTHONDONTWRITEBYTECODE": "1"}
-    run_tool([QEMU, "-cpu", cpu, "-L", str(root), str(root / "usr" / "bin" / "python3.11"), "-m", "saunet.runtime",
-              *map(str, images), "--model", str(model), "--out", str(out), "--threads", "1"],
-             f"saunet-run under {QEMU}", timeout=3600, env=env, cwd=out.parent)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/"),
+        "LANG": "C.UTF-8",
+        "PYTHONPATH": f"{shim}{os.pathsep}{site}",
+        "PYTHONNOUSERSITE": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    run_tool(
+        [
+            QEMU,
+            "-cpu",
+            cpu,
+            "-L",
+            str(root),
+            str(root / "usr" / "bin" / "python3.11"),
+            "-m",
+            "saunet.runtime",
+            *map(str, images),
+            "--model",
+            str(model),
+            "--out",
+            str(out),
+            "--threads",
+            "1",
+        ],
+        f"saunet-run under {QEMU}",
+        timeout=3600,
+        env=env,
+        cwd=out.parent,
+    )
     return json.loads((out / "results.json").read_text())
 
 
@@ -339,11 +431,19 @@ def compare(x86: dict, arm: dict) -> list[dict]:
             continue
         differing = int((a != b).sum())
         means = mean_a, mean_b
-        rows.append({**row, "compared": True, "pixels": int(a.size), "differing_pixels": differing,
-                     "agreement": 1 - differing / a.size, "identical": differing == 0,
-                     "tumour_pixels": {"x86_64": tumour_a, "aarch64": tumour_b},
-                     "mean_probability_inside": {"x86_64": means[0], "aarch64": means[1]},
-                     "mean_probability_difference": abs(means[0] - means[1]) if None not in means else None})
+        rows.append(
+            {
+                **row,
+                "compared": True,
+                "pixels": int(a.size),
+                "differing_pixels": differing,
+                "agreement": 1 - differing / a.size,
+                "identical": differing == 0,
+                "tumour_pixels": {"x86_64": tumour_a, "aarch64": tumour_b},
+                "mean_probability_inside": {"x86_64": means[0], "aarch64": means[1]},
+                "mean_probability_difference": abs(means[0] - means[1]) if None not in means else None,
+            }
+        )
     return rows
 
 
@@ -352,9 +452,15 @@ def overall(rows: list[dict]) -> dict:
     pixels = sum(r["pixels"] for r in compared)
     differing = sum(r["differing_pixels"] for r in compared)
     gaps = [r["mean_probability_difference"] for r in compared if r["mean_probability_difference"] is not None]
-    return {"images": len(rows), "compared": len(compared), "identical": sum(r["identical"] for r in compared),
-            "pixels": pixels, "differing_pixels": differing, "agreement": 1 - differing / pixels if pixels else None,
-            "max_mean_probability_difference": max(gaps) if gaps else None}
+    return {
+        "images": len(rows),
+        "compared": len(compared),
+        "identical": sum(r["identical"] for r in compared),
+        "pixels": pixels,
+        "differing_pixels": differing,
+        "agreement": 1 - differing / pixels if pixels else None,
+        "max_mean_probability_difference": max(gaps) if gaps else None,
+    }
 
 
 def host_backend_version(backend: str) -> str | None:
@@ -368,8 +474,9 @@ def pick_model(model: Path | None) -> Path:
     """--model, else the bundled int8 model; a one-line error if neither is there."""
     if model is None:
         if not BUNDLED_MODEL.is_file():
-            raise SetupError("no model is bundled with this install yet; pass --model FILE.tflite "
-                             "(export one with saunet-export)")
+            raise SetupError(
+                "no model is bundled with this install yet; pass --model FILE.tflite (export one with saunet-export)"
+            )
         return BUNDLED_MODEL
     if not model.is_file():
         raise SetupError(f"{model}: no such model file")
@@ -391,8 +498,10 @@ def print_table(report: dict) -> None:
     shown = {arm["backend"], "numpy", "pillow"}
     wheels = ", ".join(f"{name} {version}" for name, version in sorted(arm["wheels"].items()) if name.lower() in shown)
     print(f"x86-64: Python {x86['python']}, {x86['backend']} {x86['backend_version']}, numpy {x86['numpy']}")
-    print(f"aarch64: qemu {arm['qemu'].split()[2]} -cpu {arm['cpu']} ({arm['board']}), bookworm python3.11 "
-          f"{arm['python']}, {wheels}")
+    print(
+        f"aarch64: qemu {arm['qemu'].split()[2]} -cpu {arm['cpu']} ({arm['board']}), bookworm python3.11 "
+        f"{arm['python']}, {wheels}"
+    )
     print(f"{'image':<34} {'pixels':>7} {'differing':>9} {'agreement':>10} {'mean p diff':>11}")
     for row in report["results"]:
         name = Path(row["image"]).name
@@ -400,29 +509,55 @@ def print_table(report: dict) -> None:
             print(f"{name:<34} not compared: {row['error']}")
             continue
         gap = row["mean_probability_difference"]
-        print(f"{name:<34} {row['pixels']:>7} {row['differing_pixels']:>9} {100 * row['agreement']:>9.4f}% "
-              f"{'-' if gap is None else f'{gap:.6f}':>11}")
+        print(
+            f"{name:<34} {row['pixels']:>7} {row['differing_pixels']:>9} {100 * row['agreement']:>9.4f}% "
+            f"{'-' if gap is None else f'{gap:.6f}':>11}"
+        )
     total = report["overall"]
     agreement = "n/a" if total["agreement"] is None else f"{100 * total['agreement']:.4f}%"
-    print(f"overall: {total['identical']} of {total['images']} masks identical, {total['differing_pixels']} of "
-          f"{total['pixels']} pixels differ, agreement {agreement}")
+    print(
+        f"overall: {total['identical']} of {total['images']} masks identical, {total['differing_pixels']} of "
+        f"{total['pixels']} pixels differ, agreement {agreement}"
+    )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m saunet.benchmarks.pi_emulation",
-                                     description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m saunet.benchmarks.pi_emulation", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--model", type=Path, default=None, help="a .tflite model [default: the bundled int8 one]")
-    parser.add_argument("--image", type=Path, nargs="+", default=None,
-                        help="scans to segment, slices or NIfTI volumes [default: two of examples/slices]")
-    parser.add_argument("--cache", type=Path, default=None, help="where the aarch64 root and wheels are kept "
-                        f"[default: $SAUNET_PI_CACHE or {DEFAULT_CACHE}]")
+    parser.add_argument(
+        "--image",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="scans to segment, slices or NIfTI volumes [default: two of examples/slices]",
+    )
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help=f"where the aarch64 root and wheels are kept [default: $SAUNET_PI_CACHE or {DEFAULT_CACHE}]",
+    )
     parser.add_argument("--report", type=Path, default=None, help="JSON report [default: CACHE/report.json]")
-    parser.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND,
-                        help=f"the interpreter installed under emulation [default: {DEFAULT_BACKEND}]")
-    parser.add_argument("--cpu", choices=sorted(CPUS), default="cortex-a72",
-                        help="the core qemu emulates: cortex-a72 (Pi 4) or cortex-a76 (Pi 5) [default: cortex-a72]")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="keep both runs' outputs here (x86_64/ and aarch64/) [default: a temporary folder]")
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default=DEFAULT_BACKEND,
+        help=f"the interpreter installed under emulation [default: {DEFAULT_BACKEND}]",
+    )
+    parser.add_argument(
+        "--cpu",
+        choices=sorted(CPUS),
+        default="cortex-a72",
+        help="the core qemu emulates: cortex-a72 (Pi 4) or cortex-a76 (Pi 5) [default: cortex-a72]",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="keep both runs' outputs here (x86_64/ and aarch64/) [default: a temporary folder]",
+    )
     return parser.parse_args(argv)
 
 
@@ -453,18 +588,36 @@ def emulate(args: argparse.Namespace, work: Path) -> dict:
     packages = json.loads((debs / DONE).read_text())["packages"]
     rows = compare(x86, arm)
     return {
-        "date": date.today().isoformat(), "machine": machine.describe(), "model": str(model),
-        "images": [str(image) for image in images], "threads": 1, "threshold": x86["threshold"],
-        "x86_64": {"python": platform.python_version(), "backend": x86["backend"],
-                   "backend_version": host_backend_version(x86["backend"]),
-                   "numpy": np.__version__, "pillow": Image.__version__},
-        "aarch64": {"qemu": qemu_version(), "cpu": args.cpu, "board": CPUS[args.cpu][0],
-                    "python": packages["python3.11-minimal"]["version"], "backend": arm["backend"],
-                    "wheels": wheel_versions(site), "debs": {k: v["version"] for k, v in packages.items()},
-                    "root": str(root)},
-        "results": rows, "overall": overall(rows),
-        "seconds": {"setup": round(ready - started, 1), "x86_64": round(ran_x86 - ready, 1),
-                    "aarch64_emulated": round(ran_arm - ran_x86, 1)},
+        "date": date.today().isoformat(),
+        "machine": machine.describe(),
+        "model": str(model),
+        "images": [str(image) for image in images],
+        "threads": 1,
+        "threshold": x86["threshold"],
+        "x86_64": {
+            "python": platform.python_version(),
+            "backend": x86["backend"],
+            "backend_version": host_backend_version(x86["backend"]),
+            "numpy": np.__version__,
+            "pillow": Image.__version__,
+        },
+        "aarch64": {
+            "qemu": qemu_version(),
+            "cpu": args.cpu,
+            "board": CPUS[args.cpu][0],
+            "python": packages["python3.11-minimal"]["version"],
+            "backend": arm["backend"],
+            "wheels": wheel_versions(site),
+            "debs": {k: v["version"] for k, v in packages.items()},
+            "root": str(root),
+        },
+        "results": rows,
+        "overall": overall(rows),
+        "seconds": {
+            "setup": round(ready - started, 1),
+            "x86_64": round(ran_x86 - ready, 1),
+            "aarch64_emulated": round(ran_arm - ran_x86, 1),
+        },
     }
 
 

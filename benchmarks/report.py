@@ -1,4 +1,5 @@
 """saunet-bench's report: one table (Markdown and JSON), the goals as ratios, and two plots."""
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,12 @@ def row_summary(row, masks: dict, gop: float, floors: dict, threads: list[int]) 
 
     `floors` is build_report's summary of the measured floors ({name: {threads: {"p50": ms}}}).
     """
-    summary = {"name": row.name, "status": row.status, "model": str(row.model) if row.model else None,
-               "size_mb": row.model.stat().st_size / 1e6 if row.model and row.model.is_file() else None}
+    summary = {
+        "name": row.name,
+        "status": row.status,
+        "model": str(row.model) if row.model else None,
+        "size_mb": row.model.stat().st_size / 1e6 if row.model and row.model.is_file() else None,
+    }
     if not row.results:
         return summary
     latency = {t: percentiles(r["latency_ms"]) for t, r in row.results.items()}
@@ -44,9 +49,13 @@ def row_summary(row, masks: dict, gop: float, floors: dict, threads: list[int]) 
     full = row.results.get(threads[-1], {})
     if "scores" in full:
         scores = full["scores"]
-        summary.update(dice_3d_mean=scores["dice_3d"]["mean"], dice_3d_lcc_mean=scores["dice_3d_lcc"]["mean"],
-                       dice_per_patient={p["patient"]: p["dice_3d"] for p in scores["per_patient"]},
-                       slices_per_s=full["slices_per_s"], scores=scores)
+        summary.update(
+            dice_3d_mean=scores["dice_3d"]["mean"],
+            dice_3d_lcc_mean=scores["dice_3d_lcc"]["mean"],
+            dice_per_patient={p["patient"]: p["dice_3d"] for p in scores["per_patient"]},
+            slices_per_s=full["slices_per_s"],
+            scores=scores,
+        )
         if REFERENCE_ROW in masks and row.name in masks:
             summary["agreement"] = mask_agreement(masks[row.name], masks[REFERENCE_ROW])
     return summary
@@ -64,14 +73,30 @@ def goals(rows: dict, threads: list[int]) -> list[dict]:
         return None if a is None or b is None else a / b
 
     checks = [
-        (f"int8 latency / float32 TFLite latency, {one} thread", ratio(p50(INT8_ROW, one), p50("tflite float32", one)),
-         "<=", 0.5),
-        (f"Keras float batch-1 latency / int8 latency, {every} threads",
-         ratio(p50(REFERENCE_ROW, every), p50(INT8_ROW, every)), ">=", 5.0),
-        (f"ONNX Runtime float32 latency / int8 latency, {every} threads",
-         ratio(p50("onnxruntime float32", every), p50(INT8_ROW, every)), ">", 1.0),
-        (f"int8 latency / its own convolutions' floor, {one} thread",
-         rows.get(INT8_ROW, {}).get("floor_ratio", {}).get(one), "<=", 1.3),
+        (
+            f"int8 latency / float32 TFLite latency, {one} thread",
+            ratio(p50(INT8_ROW, one), p50("tflite float32", one)),
+            "<=",
+            0.5,
+        ),
+        (
+            f"Keras float batch-1 latency / int8 latency, {every} threads",
+            ratio(p50(REFERENCE_ROW, every), p50(INT8_ROW, every)),
+            ">=",
+            5.0,
+        ),
+        (
+            f"ONNX Runtime float32 latency / int8 latency, {every} threads",
+            ratio(p50("onnxruntime float32", every), p50(INT8_ROW, every)),
+            ">",
+            1.0,
+        ),
+        (
+            f"int8 latency / its own convolutions' floor, {one} thread",
+            rows.get(INT8_ROW, {}).get("floor_ratio", {}).get(one),
+            "<=",
+            1.3,
+        ),
     ]
     out = []
     for name, value, op, target in checks:
@@ -89,9 +114,12 @@ def markdown(report: dict) -> str:
     load = report.get("load_average")
     lines = [f"saunet-bench, {report['date']}, {report['machine']}", ""]
     if load:
-        lines += [f"Load average (1 minute) when the measurements began: {load['start']:.2f}, when they ended: "
-                  f"{load['end']:.2f}, on {os.cpu_count()} cores (the benchmark itself adds up to 1); above that, "
-                  "other processes shared the cores and every latency below is contended.", ""]
+        lines += [
+            f"Load average (1 minute) when the measurements began: {load['start']:.2f}, when they ended: "
+            f"{load['end']:.2f}, on {os.cpu_count()} cores (the benchmark itself adds up to 1); above that, "
+            "other processes shared the cores and every latency below is contended.",
+            "",
+        ]
     lines += [
         f"Model: `{report['run']}` ({report['gop']:.2f} GOP a slice). Test patients: {len(report['patients'])}"
         f" ({report['slices']} slices). Dice: mean per-patient 3D Dice at the masks' own size; ΔDice and "
@@ -99,16 +127,25 @@ def markdown(report: dict) -> str:
         f"alone on one slice, {report['settings']['runs']} runs after {report['settings']['warmup']} warm-up. "
         f"× floor: the p50 latency over the floor of the row's engine and number format (below). "
         f"slices/s: end to end (preprocess, model, mask back to size) at {threads[-1]} threads. Peak MB: peak "
-        f"resident memory of the measuring process." + (" QUICK RUN: a smoke test, not a benchmark."
-                                                           if report["settings"]["quick"] else ""), "",
-        "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        f"resident memory of the measuring process."
+        + (" QUICK RUN: a smoke test, not a benchmark." if report["settings"]["quick"] else ""),
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
 
     def num(value, fmt):
         return "" if value is None else format(value, fmt)
 
     for row in report["rows"]:
-        cells = [row["name"], row["status"], num(row.get("size_mb"), ".2f"), num(row.get("dice_3d_mean"), ".4f"),
-                 num(row.get("dice_change"), "+.4f"), num(row.get("agreement"), ".4%")]
+        cells = [
+            row["name"],
+            row["status"],
+            num(row.get("size_mb"), ".2f"),
+            num(row.get("dice_3d_mean"), ".4f"),
+            num(row.get("dice_change"), "+.4f"),
+            num(row.get("agreement"), ".4%"),
+        ]
         for t in threads:
             lat = row.get("latency_ms", {}).get(t)
             cells.append(f"{lat['p50']:.1f} / {lat['p90']:.1f} / {lat['p99']:.1f}" if lat else "")
@@ -116,12 +153,17 @@ def markdown(report: dict) -> str:
         cells += [num(row.get("floor_ratio", {}).get(t), ".2f") for t in threads]
         cells += [num(row.get("slices_per_s"), ".1f"), num(row.get("peak_rss_mb"), ".0f")]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "Floor: each convolution of the model (Conv2D and Conv2DTranspose, its own shape and weights) "
-              "made into a one-layer model of the row's engine and number format, timed alone (p50 of the "
-              "interpreter's run, input set beforehand), summed over the model's convolutions. Run one after another "
-              "instead, each layer finds the caches holding the others' data, as in the model: " +
-              "; ".join(floor_text(name, floor) for name, floor in report["floors"].items()), "",
-              "| goal | measured | met |", "|---|---|---|"]
+    lines += [
+        "",
+        "Floor: each convolution of the model (Conv2D and Conv2DTranspose, its own shape and weights) "
+        "made into a one-layer model of the row's engine and number format, timed alone (p50 of the "
+        "interpreter's run, input set beforehand), summed over the model's convolutions. Run one after another "
+        "instead, each layer finds the caches holding the others' data, as in the model: "
+        + "; ".join(floor_text(name, floor) for name, floor in report["floors"].items()),
+        "",
+        "| goal | measured | met |",
+        "|---|---|---|",
+    ]
     for goal in report["goals"]:
         met = "not measured" if goal["met"] is None else ("yes" if goal["met"] else "no")
         lines.append(f"| {goal['goal']} | {num(goal['value'], '.2f')} | {met} |")
@@ -133,8 +175,10 @@ def floor_text(name: str, floor: dict) -> str:
         return f"{name} failed ({floor['error']})"
     timed = ", ".join(f"{ms:.2f} ms @{t}" for t, ms in floor["p50_ms"].items())
     chained = ", ".join(f"{ms:.2f} ms @{t}" for t, ms in floor["chained_p50_ms"].items())
-    return (f"{name} {timed} ({floor['convolutions']} convolutions, {floor['shapes']} distinct; "
-            f"the same layers run one after another: {chained})")
+    return (
+        f"{name} {timed} ({floor['convolutions']} convolutions, {floor['shapes']} distinct; "
+        f"the same layers run one after another: {chained})"
+    )
 
 
 def floor_summary(results: dict) -> dict:
@@ -142,15 +186,29 @@ def floor_summary(results: dict) -> dict:
     if "error" in results:
         return {"error": results["error"]}
     first = next(iter(results.values()))
-    return {"p50_ms": {t: sum(layer["count"] * layer["p50_ms"] for layer in r["layers"]) for t, r in results.items()},
-            "chained_p50_ms": {t: percentiles(r["chained_ms"])["p50"] for t, r in results.items()},
-            "backend": first["backend"], "shapes": len(first["layers"]),
-            "convolutions": sum(layer["count"] for layer in first["layers"]),
-            "layers": {t: r["layers"] for t, r in results.items()}}
+    return {
+        "p50_ms": {t: sum(layer["count"] * layer["p50_ms"] for layer in r["layers"]) for t, r in results.items()},
+        "chained_p50_ms": {t: percentiles(r["chained_ms"])["p50"] for t, r in results.items()},
+        "backend": first["backend"],
+        "shapes": len(first["layers"]),
+        "convolutions": sum(layer["count"] for layer in first["layers"]),
+        "layers": {t: r["layers"] for t, r in results.items()},
+    }
 
 
-def build_report(rows, floors: dict, masks: dict, gop: float, threads: list[int], patients: list[str],
-                 slices: int, run: Path, settings, minutes: float, load: tuple[float, float] | None = None) -> dict:
+def build_report(
+    rows,
+    floors: dict,
+    masks: dict,
+    gop: float,
+    threads: list[int],
+    patients: list[str],
+    slices: int,
+    run: Path,
+    settings,
+    minutes: float,
+    load: tuple[float, float] | None = None,
+) -> dict:
     """Everything the report holds: each row's figures, the measured floors and the goals.
 
     `load`: the 1-minute load average when the measurements began and ended; other processes
@@ -164,12 +222,22 @@ def build_report(rows, floors: dict, masks: dict, gop: float, threads: list[int]
             summary["dice_change"] = summary["dice_3d_mean"] - reference["dice_3d_mean"]
     by_name = {s["name"]: s for s in summaries}
     report = {
-        "date": date.today().isoformat(), "machine": machine.describe(), "machine_slug": machine.slug(),
-        "saunet": __version__, "run": run.name, "gop": gop, "threads": threads, "patients": patients,
+        "date": date.today().isoformat(),
+        "machine": machine.describe(),
+        "machine_slug": machine.slug(),
+        "saunet": __version__,
+        "run": run.name,
+        "gop": gop,
+        "threads": threads,
+        "patients": patients,
         "slices": slices,
         "settings": {"warmup": settings.warmup, "runs": settings.runs, "quick": settings.patients is not None},
-        "isa": machine.isa_features(), "floors": floors, "rows": summaries, "goals": goals(by_name, threads),
-        "minutes": minutes, "load_average": None if load is None else {"start": load[0], "end": load[1]},
+        "isa": machine.isa_features(),
+        "floors": floors,
+        "rows": summaries,
+        "goals": goals(by_name, threads),
+        "minutes": minutes,
+        "load_average": None if load is None else {"start": load[0], "end": load[1]},
     }
     report["markdown"] = markdown(report)
     return report
@@ -203,8 +271,7 @@ def plots(report: dict, stem: Path) -> list[Path]:
         y = np.arange(len(measured)) + k * height
         p50 = [r["latency_ms"][t]["p50"] if t in r["latency_ms"] else np.nan for r in measured]
         p90 = [r["latency_ms"][t]["p90"] if t in r["latency_ms"] else np.nan for r in measured]
-        axis.barh(y, p50, height, xerr=[np.zeros(len(p50)), np.subtract(p90, p50)], label=f"{t} thread(s)",
-                  capsize=2)
+        axis.barh(y, p50, height, xerr=[np.zeros(len(p50)), np.subtract(p90, p50)], label=f"{t} thread(s)", capsize=2)
     axis.set_yticks(np.arange(len(measured)) + 0.4 - height / 2, [r["name"] for r in measured])
     axis.set_xlabel("latency of one slice, ms (bar p50, whisker p90)")
     axis.invert_yaxis()

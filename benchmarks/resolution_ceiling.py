@@ -7,6 +7,7 @@ and "area"), taken back to the scan's size as saunet-run takes a prediction back
 threshold 0.5) and scored against itself with the shared metrics: the Dice a model would reach if
 it learnt its targets perfectly. Cases come from RUN's split.json (--split all: every case).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,9 @@ from saunet.training.evaluate import load_split, split_cases_of
 def round_trip(volume: Volume, size: int, targets: str) -> np.ndarray:
     """A volume's true masks as training targets at `size`, back at their own size as probabilities."""
     height, width = volume.masks.shape[1:]
-    return np.stack([resize_probability(training_mask(m, size, targets).astype(np.float32), height, width)
-                     for m in volume.masks])
+    return np.stack(
+        [resize_probability(training_mask(m, size, targets).astype(np.float32), height, width) for m in volume.masks]
+    )
 
 
 def main() -> None:
@@ -49,15 +51,32 @@ def main() -> None:
     for targets in MASK_TARGETS:
         scores = score_patients({v.case: (round_trip(v, args.size, targets), v.masks) for v in volumes})
         per_patient = [p["dice_3d"] for p in scores["per_patient"]]
-        rows[targets] = {"mean": scores["dice_3d"]["mean"], "median": scores["dice_3d"]["median"],
-                         "min": min(per_patient)}
-        print(f"{targets:<8} per-patient 3D Dice mean {rows[targets]['mean']:.4f}  "
-              f"median {rows[targets]['median']:.4f}  min {rows[targets]['min']:.4f}")
+        rows[targets] = {
+            "mean": scores["dice_3d"]["mean"],
+            "median": scores["dice_3d"]["median"],
+            "min": min(per_patient),
+        }
+        print(
+            f"{targets:<8} per-patient 3D Dice mean {rows[targets]['mean']:.4f}  "
+            f"median {rows[targets]['median']:.4f}  min {rows[targets]['min']:.4f}"
+        )
     if args.json:
-        write_text(args.json, json.dumps({"date": date.today().isoformat(), "machine": machine.describe(),
-                                          "data": args.data.resolve().name, "run": args.run.name,
-                                          "split": args.split, "size": args.size, "dice_3d": rows},
-                                         indent=2) + "\n")
+        write_text(
+            args.json,
+            json.dumps(
+                {
+                    "date": date.today().isoformat(),
+                    "machine": machine.describe(),
+                    "data": args.data.resolve().name,
+                    "run": args.run.name,
+                    "split": args.split,
+                    "size": args.size,
+                    "dice_3d": rows,
+                },
+                indent=2,
+            )
+            + "\n",
+        )
         print(f"report: {args.json}")
 
 

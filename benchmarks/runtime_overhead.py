@@ -11,6 +11,7 @@ scan's PNGs on a second thread while the next scan runs, so its time per scan in
 also measured: saunet-run (in-process) on --runs + 1 copies of the slice minus saunet-run on
 one copy, divided by --runs (the difference cancels opening the model).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from saunet.benchmarks import machine
-from saunet.runtime.files import write_text
 from saunet.runtime import cli
+from saunet.runtime.files import write_text
 from saunet.runtime.outputs import overlay, save_png, summarize
 from saunet.runtime.preprocess import read_image
 from saunet.runtime.segmenter import Segmenter
@@ -37,6 +38,7 @@ DEFAULT_SCAN = Path(__file__).resolve().parents[1] / "examples" / "slices" / "TC
 
 def batch_ms_per_scan(model: Path, scan: Path, runs: int, threads: int | None) -> float:
     """saunet-run's wall time per scan on a folder of copies of `scan`, without opening the model."""
+
     def timed(copies: int) -> float:
         with tempfile.TemporaryDirectory() as folder:
             scans = Path(folder) / "scans"
@@ -88,20 +90,35 @@ def main() -> None:
     ratio = outside / median["invoke"]
     batch_ms = batch_ms_per_scan(args.model, args.scan, args.runs, args.threads)
     batch_ratio = (batch_ms - median["invoke"]) / median["invoke"]
-    report = {"date": date.today().isoformat(), "machine": machine.describe(), "model": str(args.model),
-              "backend": segmenter.backend, "threads": args.threads or "all cores", "scan": str(args.scan),
-              "runs": args.runs, "median_ms": {k: round(v, 3) for k, v in median.items()},
-              "outside_invoke_ratio": round(ratio, 4), "goal": "at most 0.15", "met": ratio <= 0.15,
-              "saunet_run_batch_ms_per_scan": round(batch_ms, 3),
-              "saunet_run_batch_outside_invoke_ratio": round(batch_ratio, 4)}
-    print(f"{report['date']}, {report['machine']}, {segmenter.backend}, {report['threads']} thread(s), "
-          f"{args.runs} runs on {args.scan.name}")
+    report = {
+        "date": date.today().isoformat(),
+        "machine": machine.describe(),
+        "model": str(args.model),
+        "backend": segmenter.backend,
+        "threads": args.threads or "all cores",
+        "scan": str(args.scan),
+        "runs": args.runs,
+        "median_ms": {k: round(v, 3) for k, v in median.items()},
+        "outside_invoke_ratio": round(ratio, 4),
+        "goal": "at most 0.15",
+        "met": ratio <= 0.15,
+        "saunet_run_batch_ms_per_scan": round(batch_ms, 3),
+        "saunet_run_batch_outside_invoke_ratio": round(batch_ratio, 4),
+    }
+    print(
+        f"{report['date']}, {report['machine']}, {segmenter.backend}, {report['threads']} thread(s), "
+        f"{args.runs} runs on {args.scan.name}"
+    )
     for name, value in median.items():
         print(f"  {name:<12} {value:8.2f} ms (median)")
-    print(f"outside invoke: {outside:.2f} ms = {100 * ratio:.1f}% of invoke (goal: at most 15%) -> "
-          f"{'met' if ratio <= 0.15 else 'missed'}")
-    print(f"saunet-run on a batch: {batch_ms:.2f} ms a scan, {100 * batch_ratio:.1f}% above invoke "
-          f"({'met' if batch_ratio <= 0.15 else 'missed'}; PNGs written while the next scan runs)")
+    print(
+        f"outside invoke: {outside:.2f} ms = {100 * ratio:.1f}% of invoke (goal: at most 15%) -> "
+        f"{'met' if ratio <= 0.15 else 'missed'}"
+    )
+    print(
+        f"saunet-run on a batch: {batch_ms:.2f} ms a scan, {100 * batch_ratio:.1f}% above invoke "
+        f"({'met' if batch_ratio <= 0.15 else 'missed'}; PNGs written while the next scan runs)"
+    )
     if args.json:
         write_text(args.json, json.dumps(report, indent=2) + "\n")
 

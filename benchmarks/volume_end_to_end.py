@@ -12,6 +12,7 @@ segment_volume). Against it: Segmenter.run alone (the interpreter's invoke) on t
 slices' prepared inputs. Both are timed in turns in one process, with 1 and 2 threads;
 medians of --repeats. Goal (issue 21): end to end at most 1.3 x the invokes.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,9 +27,9 @@ import nibabel as nib
 import numpy as np
 
 from saunet.benchmarks import machine
-from saunet.runtime.models import BUNDLED_MODEL, Options, segment_volume
 from saunet.runtime.files import write_text
 from saunet.runtime.inputs import Item, folder_items
+from saunet.runtime.models import BUNDLED_MODEL, Options, segment_volume
 from saunet.runtime.nifti import read_nifti
 from saunet.runtime.segmenter import Segmenter
 from saunet.runtime.volume_outputs import write_volume
@@ -83,22 +84,32 @@ def measure(segmenter: Segmenter, nifti: Path, out: Path, repeats: int) -> dict:
         invokes.append(time.perf_counter() - started)
         steps.append(stages(segmenter, nifti, out, options))
     e2e, inv = statistics.median(end_to_end), statistics.median(invokes)
-    return {"slices": len(inputs), "end_to_end_s": round(e2e, 4), "invokes_s": round(inv, 4),
-            "ratio": round(e2e / inv, 3), "end_to_end_all_s": [round(t, 4) for t in end_to_end],
-            "invokes_all_s": [round(t, 4) for t in invokes],
-            "steps_median_s": {k: round(statistics.median(s[k] for s in steps), 4) for k in steps[0]},
-            "tumour_voxels": entry["volume"]["tumour_voxels"]}
+    return {
+        "slices": len(inputs),
+        "end_to_end_s": round(e2e, 4),
+        "invokes_s": round(inv, 4),
+        "ratio": round(e2e / inv, 3),
+        "end_to_end_all_s": [round(t, 4) for t in end_to_end],
+        "invokes_all_s": [round(t, 4) for t in invokes],
+        "steps_median_s": {k: round(statistics.median(s[k] for s in steps), 4) for k in steps[0]},
+        "tumour_voxels": entry["volume"]["tumour_voxels"],
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="the Kaggle layout (kaggle_3m)")
-    parser.add_argument("--case", default=None, help="patient folder name [default: the bundled model's first "
-                                                     "validation patient]")
+    parser.add_argument(
+        "--case", default=None, help="patient folder name [default: the bundled model's first validation patient]"
+    )
     parser.add_argument("--model", type=Path, default=BUNDLED_MODEL)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--suffix", choices=(".nii.gz", ".nii"), default=".nii.gz",
-                        help="store the volume gzipped (as most pipelines write NIfTI) or not")
+    parser.add_argument(
+        "--suffix",
+        choices=(".nii.gz", ".nii"),
+        default=".nii.gz",
+        help="store the volume gzipped (as most pipelines write NIfTI) or not",
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     case = args.case or json.loads(SPLIT.read_text())["split"]["val"][0]
@@ -109,15 +120,29 @@ def main() -> None:
         for threads in (1, 2):
             rows[threads] = measure(Segmenter(args.model, threads), nifti, Path(folder) / "out", args.repeats)
             row = rows[threads]
-            print(f"{threads} thread(s), {case} ({row['slices']} slices): end to end {row['end_to_end_s']:.3f} s, "
-                  f"invokes {row['invokes_s']:.3f} s, ratio {row['ratio']:.2f} (goal <= {GOAL})")
+            print(
+                f"{threads} thread(s), {case} ({row['slices']} slices): end to end {row['end_to_end_s']:.3f} s, "
+                f"invokes {row['invokes_s']:.3f} s, ratio {row['ratio']:.2f} (goal <= {GOAL})"
+            )
             for step, seconds in row["steps_median_s"].items():
                 print(f"    {step}: {seconds:.3f} s")
     if args.json:
-        write_text(args.json, json.dumps({"date": date.today().isoformat(), "machine": machine.describe(),
-                                          "model": str(args.model), "case": case, "file": nifti.name,
-                                          "goal_ratio": GOAL,
-                                          "threads": rows}, indent=2) + "\n")
+        write_text(
+            args.json,
+            json.dumps(
+                {
+                    "date": date.today().isoformat(),
+                    "machine": machine.describe(),
+                    "model": str(args.model),
+                    "case": case,
+                    "file": nifti.name,
+                    "goal_ratio": GOAL,
+                    "threads": rows,
+                },
+                indent=2,
+            )
+            + "\n",
+        )
 
 
 if __name__ == "__main__":

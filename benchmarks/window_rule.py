@@ -10,6 +10,7 @@ modelled on), the rule's gain over the stored pixels (median over head voxels), 
 bundled model's validation patients (split.val), per-patient 3D Dice with the largest
 component on the stored pixels and on the windowed ones.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,11 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from saunet.benchmarks import machine
-from saunet.runtime.models import BUNDLED_MODEL
 from saunet.runtime.files import write_text
 from saunet.runtime.inputs import folder_items
 from saunet.runtime.intensity import window
 from saunet.runtime.metrics import dice
+from saunet.runtime.models import BUNDLED_MODEL
 from saunet.runtime.preprocess import head_mask, read_mask
 from saunet.runtime.segmenter import Segmenter
 from saunet.runtime.volumes import Volume, postprocess, predict_volume, read_slice_folder
@@ -50,32 +51,54 @@ def main() -> None:
         windowed = window(pixels.astype(np.uint16) * 16, channels_last=True)
         head = head_mask(pixels)
         gain = [float(np.median(windowed[..., c][head] / np.maximum(pixels[..., c][head], 1))) for c in range(3)]
-        stored.append({"case": case.name, "min": pixels.min(axis=(0, 1, 2)).tolist(),
-                       "max": pixels.max(axis=(0, 1, 2)).tolist(),
-                       "at_255": [float((pixels[..., c] == 255).mean()) for c in range(3)], "window_gain": gain})
+        stored.append(
+            {
+                "case": case.name,
+                "min": pixels.min(axis=(0, 1, 2)).tolist(),
+                "max": pixels.max(axis=(0, 1, 2)).tolist(),
+                "at_255": [float((pixels[..., c] == 255).mean()) for c in range(3)],
+                "window_gain": gain,
+            }
+        )
         if case.name in val:
             truth = np.stack([read_mask(p.with_name(p.stem + "_mask" + p.suffix)) for p in found[0].files])
             scores = []
             for source in (pixels, windowed):
-                probability, _ = predict_volume(Volume(case.name, case, "slices", source, volume.labels),
-                                                segmenter.predict)
+                probability, _ = predict_volume(
+                    Volume(case.name, case, "slices", source, volume.labels), segmenter.predict
+                )
                 scores.append(dice(postprocess(probability, segmenter.spec.threshold, True), truth))
             rows.append({"case": case.name, "dice_lcc_stored": scores[0], "dice_lcc_windowed": scores[1]})
             print(f"{case.name}: 3D Dice (LCC) stored 8-bit {scores[0]:.4f}, windowed 12-bit {scores[1]:.4f}")
     maxima = np.array([row["max"] for row in stored])
     gains = np.array([row["window_gain"] for row in stored])
-    summary = {"volumes": len(stored), "minimum_is_0": int(sum(min(row["min"]) == 0 for row in stored)),
-               "channel_maximum_range": [int(maxima.min()), int(maxima.max())],
-               "max_share_at_255": max(max(row["at_255"]) for row in stored),
-               "window_gain_median": float(np.median(gains)), "window_gain_range": [float(gains.min()),
-                                                                                    float(gains.max())],
-               "val_dice_lcc_stored_mean": float(np.mean([r["dice_lcc_stored"] for r in rows])),
-               "val_dice_lcc_windowed_mean": float(np.mean([r["dice_lcc_windowed"] for r in rows]))}
+    summary = {
+        "volumes": len(stored),
+        "minimum_is_0": int(sum(min(row["min"]) == 0 for row in stored)),
+        "channel_maximum_range": [int(maxima.min()), int(maxima.max())],
+        "max_share_at_255": max(max(row["at_255"]) for row in stored),
+        "window_gain_median": float(np.median(gains)),
+        "window_gain_range": [float(gains.min()), float(gains.max())],
+        "val_dice_lcc_stored_mean": float(np.mean([r["dice_lcc_stored"] for r in rows])),
+        "val_dice_lcc_windowed_mean": float(np.mean([r["dice_lcc_windowed"] for r in rows])),
+    }
     print(json.dumps(summary, indent=2))
     if args.json:
-        write_text(args.json, json.dumps({"date": date.today().isoformat(), "machine": machine.describe(),
-                                          "model": str(args.model), "summary": summary, "validation": rows,
-                                          "volumes": stored}, indent=2) + "\n")
+        write_text(
+            args.json,
+            json.dumps(
+                {
+                    "date": date.today().isoformat(),
+                    "machine": machine.describe(),
+                    "model": str(args.model),
+                    "summary": summary,
+                    "validation": rows,
+                    "volumes": stored,
+                },
+                indent=2,
+            )
+            + "\n",
+        )
 
 
 if __name__ == "__main__":

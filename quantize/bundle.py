@@ -14,6 +14,7 @@ can refuse to fine-tune it on them). All three are written before any is renamed
 so a failure leaves the bundle as it was. The int8 file must be an integer export of the same
 preset and preprocessing as the run, so the pair cannot come from two different models.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,9 +27,9 @@ import click
 import saunet.quantize  # noqa: F401  (Keras 2 before TensorFlow)
 from saunet.quantize.choice import pick_int8, read_reports
 from saunet.quantize.formats import BY_NAME
-from saunet.runtime.models import BUNDLED_MODEL
 from saunet.runtime.files import atomic_path
 from saunet.runtime.metadata import ModelError, read_metadata
+from saunet.runtime.models import BUNDLED_MODEL
 from saunet.runtime.preprocess import Preprocessing
 
 FLOAT_NAME = "saunet_float.keras"
@@ -50,21 +51,32 @@ def bundle(run: Path, int8: Path, dest: Path) -> dict[str, Path]:
         raise ModelError(int8, "carries no model description (exported by an older saunet); export it again")
     theirs = ModelSpec.from_dict(metadata["model"])
     if (theirs.preset, theirs.filters, theirs.input_size) != (ours.preset, ours.filters, ours.input_size):
-        raise ModelError(int8, f"was exported from a {theirs.preset} model of widths {list(theirs.filters)} at "
-                               f"{theirs.input_size}px, but {run} holds a {ours.preset} model of widths "
-                               f"{list(ours.filters)} at {ours.input_size}px")
+        raise ModelError(
+            int8,
+            f"was exported from a {theirs.preset} model of widths {list(theirs.filters)} at "
+            f"{theirs.input_size}px, but {run} holds a {ours.preset} model of widths "
+            f"{list(ours.filters)} at {ours.input_size}px",
+        )
     exported, trained = Preprocessing.from_dict(metadata.get("preprocessing", {})).to_dict(), spec.to_dict()
     differences = [f"{key} {exported[key]} ({run}: {trained[key]})" for key in trained if exported[key] != trained[key]]
     if differences:
         raise ModelError(int8, "preprocesses scans differently from the run: " + ", ".join(differences))
-    targets = {"int8": dest / BUNDLED_MODEL.name, "float": dest / FLOAT_NAME, "float preprocessing": dest / FLOAT_SPEC_NAME}
+    targets = {
+        "int8": dest / BUNDLED_MODEL.name,
+        "float": dest / FLOAT_NAME,
+        "float preprocessing": dest / FLOAT_SPEC_NAME,
+    }
     # All three are written before any is renamed into place: a failure changes none of them.
-    with atomic_path(targets["int8"]) as int8_partial, atomic_path(targets["float"]) as float_partial, \
-            atomic_path(targets["float preprocessing"]) as spec_partial:
+    with (
+        atomic_path(targets["int8"]) as int8_partial,
+        atomic_path(targets["float"]) as float_partial,
+        atomic_path(targets["float preprocessing"]) as spec_partial,
+    ):
         model.save(float_partial)  # loaded uncompiled: no optimiser state to save
         _, split = model_split(run)
-        spec_partial.write_text(json.dumps({"preprocessing": spec.to_dict(), "model": ours.to_dict(), "split": split},
-                                           indent=2) + "\n")
+        spec_partial.write_text(
+            json.dumps({"preprocessing": spec.to_dict(), "model": ours.to_dict(), "split": split}, indent=2) + "\n"
+        )
         shutil.copyfile(int8, int8_partial)
     return targets
 
@@ -74,11 +86,15 @@ def chosen_int8(run: Path) -> Path:
     folder = run / "export"
     choice = pick_int8(read_reports(folder))
     if choice is None:
-        raise ValueError(f"{folder}: no int8 export within its parity tolerance (saunet-export --int8 --ptq "
-                         "writes them and *_parity.json); name the INT8 file to bundle one anyway")
+        raise ValueError(
+            f"{folder}: no int8 export within its parity tolerance (saunet-export --int8 --ptq "
+            "writes them and *_parity.json); name the INT8 file to bundle one anyway"
+        )
     if choice.path is None:
-        raise ValueError(f"{folder}: its parity report predates recorded file names; name the INT8 file "
-                         f"({choice.format} is the rule's pick)")
+        raise ValueError(
+            f"{folder}: its parity report predates recorded file names; name the INT8 file "
+            f"({choice.format} is the rule's pick)"
+        )
     click.echo(f"chosen: {choice.path} ({choice.reason()})")
     return choice.path
 
@@ -86,8 +102,9 @@ def chosen_int8(run: Path) -> Path:
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.argument("run", type=click.Path(path_type=Path))
 @click.argument("int8", type=click.Path(path_type=Path), required=False)
-@click.option("--dest", type=click.Path(path_type=Path), default=BUNDLED_MODEL.parent,
-              help="where the bundled models live")
+@click.option(
+    "--dest", type=click.Path(path_type=Path), default=BUNDLED_MODEL.parent, help="where the bundled models live"
+)
 def main(run: Path, int8: Path | None, dest: Path) -> None:
     """Bundle RUN's best model (float) and INT8, an int8 export of it, as saunet-run's default.
 
@@ -100,8 +117,10 @@ def main(run: Path, int8: Path | None, dest: Path) -> None:
         sys.exit(1)
     for name, path in written.items():
         click.echo(f"{name}: {path} ({path.stat().st_size / 1e6:.2f} MB)")
-    click.echo(f"now write {dest / 'MODEL_CARD.md'} (python -m saunet.benchmarks.model_card) and the figure "
-               "(python -m saunet.benchmarks.model_figure)")
+    click.echo(
+        f"now write {dest / 'MODEL_CARD.md'} (python -m saunet.benchmarks.model_card) and the figure "
+        "(python -m saunet.benchmarks.model_figure)"
+    )
 
 
 if __name__ == "__main__":

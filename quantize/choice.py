@@ -7,6 +7,7 @@ model, and a Dice gain on ten patients is as likely to be luck as a drop. The te
 play no part, so their figures stay a test. Reads saunet-export's `*_parity.json` reports
 (json only: the model card uses this without TensorFlow).
 """
+
 from __future__ import annotations
 
 import json
@@ -36,9 +37,11 @@ class Choice:
     candidates: int
 
     def reason(self) -> str:
-        return (f"mask agreement {100 * self.agreement:.3f}% with the float model and Dice change "
-                f"{self.dice_change:+.4f} on the validation patients, the best agreement of {self.candidates} int8 "
-                "file(s) within the parity tolerance")
+        return (
+            f"mask agreement {100 * self.agreement:.3f}% with the float model and Dice change "
+            f"{self.dice_change:+.4f} on the validation patients, the best agreement of {self.candidates} int8 "
+            "file(s) within the parity tolerance"
+        )
 
 
 def read_reports(folder: Path) -> list[tuple[Path, dict]]:
@@ -57,9 +60,11 @@ def pick_int8(reports: list[tuple[Path, dict]]) -> Choice | None:
     passed = []
     for path, report in reports:
         try:
-            passed += [(row["mask_agreement"], name, row["dice_change"], path, report.get("files", {}).get(name))
-                       for name, row in report.get("exports", {}).items()
-                       if name in BY_NAME and BY_NAME[name].integer_io and row["passed"]]
+            passed += [
+                (row["mask_agreement"], name, row["dice_change"], path, report.get("files", {}).get(name))
+                for name, row in report.get("exports", {}).items()
+                if name in BY_NAME and BY_NAME[name].integer_io and row["passed"]
+            ]
         except (AttributeError, KeyError, TypeError) as error:
             raise ValueError(f"{path}: not a saunet-export parity report ({error!r})") from error
     if not passed:

@@ -1,7 +1,7 @@
 """`saunet-export RUN_OR_MODEL --int8`: TFLite models with their metadata and a parity report."""
+
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -23,33 +23,59 @@ FAILURES = (DataError, InputError, ModelError, NoInterpreterError, ValueError, O
 def format_flags(command):
     """One flag a format of the table (quantize/formats.py), so flags, files and rows cannot drift apart."""
     for fmt in reversed(LITERT):
-        command = click.option(fmt.flag, "formats", flag_value=fmt.name, multiple=True,
-                               help=f"{fmt.name}: {fmt.quantization}")(command)
+        command = click.option(
+            fmt.flag, "formats", flag_value=fmt.name, multiple=True, help=f"{fmt.name}: {fmt.quantization}"
+        )(command)
     return command
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True},
-               epilog="\b\nFormats:\n" + table())
+@click.command(
+    context_settings={"help_option_names": ["-h", "--help"], "show_default": True}, epilog="\b\nFormats:\n" + table()
+)
 @click.argument("source", type=click.Path(path_type=Path))
 @format_flags
-@click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="output file (one format) or name stem [default: RUN/export/saunet_<format>.tflite]")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="output file (one format) or name stem [default: RUN/export/saunet_<format>.tflite]",
+)
 @click.option("--data", type=click.Path(path_type=Path), default=None, help="data folder [default: the run's]")
 @click.option("--qat-epochs", type=click.IntRange(min=1), default=2, help="quantization-aware fine-tuning epochs")
-@click.option("--qat-lr", type=FiniteFloatRange(0.0, 1.0, min_open=True), default=1e-5,
-              help="quantization-aware fine-tuning learning rate")
-@click.option("--qat-steps", type=click.IntRange(min=1), default=None,
-              help="steps per QAT epoch [default: all training slices]")
-@click.option("--calibration", type=click.IntRange(min=1), default=200,
-              help="training slices used to calibrate int8 ranges")
-@click.option("--tolerance", type=FiniteFloatRange(0.0, 1.0), default=0.01,
-              help="largest allowed drop of mean per-patient Dice")
+@click.option(
+    "--qat-lr",
+    type=FiniteFloatRange(0.0, 1.0, min_open=True),
+    default=1e-5,
+    help="quantization-aware fine-tuning learning rate",
+)
+@click.option(
+    "--qat-steps", type=click.IntRange(min=1), default=None, help="steps per QAT epoch [default: all training slices]"
+)
+@click.option(
+    "--calibration", type=click.IntRange(min=1), default=200, help="training slices used to calibrate int8 ranges"
+)
+@click.option(
+    "--tolerance", type=FiniteFloatRange(0.0, 1.0), default=0.01, help="largest allowed drop of mean per-patient Dice"
+)
 @click.option("--allow-drop", is_flag=True, help="exit 0 even when an export drops more than --tolerance")
 @click.option("--force", is_flag=True, help="overwrite existing output files")
 @click.option("--edgetpu", is_flag=True, help="check the int8 model for the Coral Edge TPU (compiler if installed)")
 @click.option("--verbose", is_flag=True, help="show TensorFlow's own start-up and device messages")
-def main(source, formats, out, data, qat_epochs, qat_lr, qat_steps, calibration, tolerance, allow_drop, force,
-         edgetpu, verbose):
+def main(
+    source,
+    formats,
+    out,
+    data,
+    qat_epochs,
+    qat_lr,
+    qat_steps,
+    calibration,
+    tolerance,
+    allow_drop,
+    force,
+    edgetpu,
+    verbose,
+):
     """Export a trained run (or a .keras file in one) to TFLite, then check parity on validation patients."""
     load_tensorflow(verbose)
     names = list(dict.fromkeys(formats)) or ["int8"]
@@ -66,8 +92,9 @@ def main(source, formats, out, data, qat_epochs, qat_lr, qat_steps, calibration,
         sys.exit(1)
     failed = [name for name, row in report["exports"].items() if not row["passed"]]
     if failed and not allow_drop:
-        click.echo(f"error: {', '.join(failed)}: mean per-patient Dice dropped by more than {tolerance} "
-                   "(see the parity report; --allow-drop accepts it)", err=True)
+        click.echo(
+            f"error: {', '.join(failed)}: mean per-patient Dice dropped by more than {tolerance} "
+            "(see the parity report; --allow-drop accepts it)",
+            err=True,
+        )
         sys.exit(2)
-
-

@@ -4,6 +4,7 @@ Every export has batch 1 and static shapes: with a free batch dimension the conv
 SHAPE, PACK and STRIDED_SLICE ops to compute Conv2DTranspose's output shape, which the Edge
 TPU and int8-only runtimes cannot run.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator

@@ -11,6 +11,7 @@ unquantified (Reshape and the resize ops "might not be mapped" for some sizes); 
 reported as notes, not failures. And the compiler is known to refuse more than the table
 says: see BEYOND_THE_TABLE.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -34,8 +35,17 @@ CHECK = "static: the published Edge TPU operation table (coral.ai), not a compil
 
 _OP_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
 _TYPE_NAMES = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
-_NUMPY = {"INT8": np.int8, "UINT8": np.uint8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64,
-          "FLOAT16": np.float16, "FLOAT32": np.float32, "FLOAT64": np.float64, "BOOL": np.bool_}
+_NUMPY = {
+    "INT8": np.int8,
+    "UINT8": np.uint8,
+    "INT16": np.int16,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "FLOAT16": np.float16,
+    "FLOAT32": np.float32,
+    "FLOAT64": np.float64,
+    "BOOL": np.bool_,
+}
 #: Tensor types the Edge TPU computes with: 8-bit fixed point.
 QUANTIZED = {"INT8", "UINT8"}
 #: Constant inputs of other types that a quantised model carries: biases, axes, shapes, paddings.
@@ -136,8 +146,7 @@ def _mean(op: Op) -> list[str]:
 
 def _not_batch_axis(op: Op) -> list[str]:
     shape = op.shape(op.inputs[0])
-    return ["operates on the batch dimension"] if len(shape) >= 2 and 0 in _axes(op, op.inputs[0], op.inputs[1]) \
-        else []
+    return ["operates on the batch dimension"] if len(shape) >= 2 and 0 in _axes(op, op.inputs[0], op.inputs[1]) else []
 
 
 def _concatenation(op: Op) -> list[str]:
@@ -204,15 +213,47 @@ def _none(op: Op) -> list[str]:
 
 #: The published table: op -> its constraint, as written ("none" where the table lists none).
 TABLE: dict[str, Callable[[Op], list[str]]] = {
-    "ADD": _none, "AVERAGE_POOL_2D": _fused, "CONCATENATION": _concatenation, "CONV_2D": _dilation,
-    "DEPTHWISE_CONV_2D": _dilation, "EXPAND_DIMS": _none, "FULLY_CONNECTED": _fully_connected,
-    "L2_NORMALIZATION": _none, "LOGISTIC": _none, "LSTM": _none, "UNIDIRECTIONAL_SEQUENCE_LSTM": _none,
-    "MAXIMUM": _none, "MAX_POOL_2D": _fused, "MEAN": _mean, "MINIMUM": _none, "MUL": _none, "PACK": _pack,
-    "PAD": _pad, "PRELU": _prelu, "QUANTIZE": _none, "REDUCE_MAX": _not_batch_axis, "REDUCE_MIN": _not_batch_axis,
-    "RELU": _none, "RELU6": _none, "RELU_N1_TO_1": _none, "RESHAPE": _none, "RESIZE_BILINEAR": _none,
-    "RESIZE_NEAREST_NEIGHBOR": _none, "RSQRT": _none, "SLICE": _none, "SOFTMAX": _softmax, "SPACE_TO_DEPTH": _none,
-    "SPLIT": _split, "SQUARED_DIFFERENCE": _none, "SQUEEZE": _none, "STRIDED_SLICE": _strided_slice, "SUB": _none,
-    "SUM": _not_batch_axis, "TANH": _none, "TRANSPOSE": _none, "TRANSPOSE_CONV": _none,
+    "ADD": _none,
+    "AVERAGE_POOL_2D": _fused,
+    "CONCATENATION": _concatenation,
+    "CONV_2D": _dilation,
+    "DEPTHWISE_CONV_2D": _dilation,
+    "EXPAND_DIMS": _none,
+    "FULLY_CONNECTED": _fully_connected,
+    "L2_NORMALIZATION": _none,
+    "LOGISTIC": _none,
+    "LSTM": _none,
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": _none,
+    "MAXIMUM": _none,
+    "MAX_POOL_2D": _fused,
+    "MEAN": _mean,
+    "MINIMUM": _none,
+    "MUL": _none,
+    "PACK": _pack,
+    "PAD": _pad,
+    "PRELU": _prelu,
+    "QUANTIZE": _none,
+    "REDUCE_MAX": _not_batch_axis,
+    "REDUCE_MIN": _not_batch_axis,
+    "RELU": _none,
+    "RELU6": _none,
+    "RELU_N1_TO_1": _none,
+    "RESHAPE": _none,
+    "RESIZE_BILINEAR": _none,
+    "RESIZE_NEAREST_NEIGHBOR": _none,
+    "RSQRT": _none,
+    "SLICE": _none,
+    "SOFTMAX": _softmax,
+    "SPACE_TO_DEPTH": _none,
+    "SPLIT": _split,
+    "SQUARED_DIFFERENCE": _none,
+    "SQUEEZE": _none,
+    "STRIDED_SLICE": _strided_slice,
+    "SUB": _none,
+    "SUM": _not_batch_axis,
+    "TANH": _none,
+    "TRANSPOSE": _none,
+    "TRANSPOSE_CONV": _none,
 }
 #: The table's limits that depend on sizes it does not give: reported, never counted as failures.
 NOTES = {
@@ -255,13 +296,19 @@ def check_flatbuffer(flatbuffer: bytes) -> dict:
             reasons = model_requirements(op) + TABLE[op.name](op)
         if reasons and first_unsupported is None:
             first_unsupported = op.index
-        ops.append({"index": op.index, "op": op.name, "supported": not reasons, "reasons": reasons,
-                    "note": NOTES.get(op.name)})
+        ops.append(
+            {"index": op.index, "op": op.name, "supported": not reasons, "reasons": reasons, "note": NOTES.get(op.name)}
+        )
     mapped = len(ops) if first_unsupported is None else first_unsupported
-    return {"check": CHECK, "ops": ops, "ops_before_first_unsupported": mapped, "ops_total": len(ops),
-            "unsupported": sorted({(o["op"], r) for o in ops for r in o["reasons"]}),
-            "notes": sorted({(o["op"], o["note"]) for o in ops if o["note"]}),
-            "beyond_the_table": list(BEYOND_THE_TABLE)}
+    return {
+        "check": CHECK,
+        "ops": ops,
+        "ops_before_first_unsupported": mapped,
+        "ops_total": len(ops),
+        "unsupported": sorted({(o["op"], r) for o in ops for r in o["reasons"]}),
+        "notes": sorted({(o["op"], o["note"]) for o in ops if o["note"]}),
+        "beyond_the_table": list(BEYOND_THE_TABLE),
+    }
 
 
 def static_check(path: Path) -> dict:
@@ -273,8 +320,7 @@ def compile_or_check(path: Path) -> dict:
     """Runs edgetpu_compiler if it is on PATH; otherwise says so and returns the static check."""
     compiler = shutil.which("edgetpu_compiler")
     if compiler is None:
-        return {"compiler": None, "note": "edgetpu_compiler is not on PATH (x86-64 Linux only)",
-                **static_check(path)}
+        return {"compiler": None, "note": "edgetpu_compiler is not on PATH (x86-64 Linux only)", **static_check(path)}
     result = subprocess.run([compiler, "-s", "-o", str(path.parent), str(path)], capture_output=True, text=True)
     return {"compiler": compiler, "returncode": result.returncode, "log": result.stdout + result.stderr}
 
@@ -284,10 +330,13 @@ def summary(report: dict) -> str:
     if report.get("compiler"):
         return report["log"]
     mapped, total = report["ops_before_first_unsupported"], report["ops_total"]
-    lines = [f"Edge TPU: {report['note']}; {report['check']}:",
-             f"  the table allows all {total} ops." if mapped == total else
-             f"  {mapped} of {total} ops come before the first op the table does not allow; from there on, "
-             "every op would run on the CPU."]
+    lines = [
+        f"Edge TPU: {report['note']}; {report['check']}:",
+        f"  the table allows all {total} ops."
+        if mapped == total
+        else f"  {mapped} of {total} ops come before the first op the table does not allow; from there on, "
+        "every op would run on the CPU.",
+    ]
     lines += [f"  not allowed: {op} ({reason})" for op, reason in report["unsupported"]]
     lines += [f"  note: {op} {note}" for op, note in report["notes"]]
     lines += [f"  beyond the table: {text}" for text in report["beyond_the_table"]]

@@ -1,4 +1,5 @@
 """Turning a trained Keras model into the .tflite files of quantize/formats.py."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -14,13 +15,21 @@ from saunet.quantize.tflite_metadata import embed
 from saunet.runtime import __version__
 from saunet.runtime.preprocess import normalise_intensity
 from saunet.runtime.spec import ModelSpec
-from saunet.training.keras import keras
 from saunet.training.config import Augmentation
+from saunet.training.keras import keras
 from saunet.training.pipeline import make_dataset
 
 
-def qat_model(model: keras.Model, images: np.ndarray, masks: np.ndarray, spec: ModelSpec, epochs: int,
-              learning_rate: float, batch_size: int = 16, steps_per_epoch: int | None = None) -> keras.Model:
+def qat_model(
+    model: keras.Model,
+    images: np.ndarray,
+    masks: np.ndarray,
+    spec: ModelSpec,
+    epochs: int,
+    learning_rate: float,
+    batch_size: int = 16,
+    steps_per_epoch: int | None = None,
+) -> keras.Model:
     """Fine-tunes a QAT copy of `model` on training slices; returns its batch-1 twin for conversion."""
     trainable = quantization_aware(model, spec)
     data = make_dataset(images, masks, batch_size, spec.preprocessing, Augmentation(), shuffle=True, seed=0)
@@ -32,10 +41,18 @@ def qat_model(model: keras.Model, images: np.ndarray, masks: np.ndarray, spec: M
     return static
 
 
-def export_formats(model: keras.Model, formats: Iterable[Format], model_spec: ModelSpec, metadata: dict,
-                   train_images: np.ndarray | None = None, train_masks: np.ndarray | None = None,
-                   qat_epochs: int = 2, qat_learning_rate: float = 1e-5, qat_steps: int | None = None,
-                   calibration_count: int = 200) -> dict[str, bytes]:
+def export_formats(
+    model: keras.Model,
+    formats: Iterable[Format],
+    model_spec: ModelSpec,
+    metadata: dict,
+    train_images: np.ndarray | None = None,
+    train_masks: np.ndarray | None = None,
+    qat_epochs: int = 2,
+    qat_learning_rate: float = 1e-5,
+    qat_steps: int | None = None,
+    calibration_count: int = 200,
+) -> dict[str, bytes]:
     """Each format's .tflite bytes, metadata embedded.
 
     Args:
@@ -62,19 +79,26 @@ def export_formats(model: keras.Model, formats: Iterable[Format], model_spec: Mo
             raise ValueError(f"{fmt.name} needs training slices")
         source = float_static
         if fmt.name == "int8":
-            source = qat_model(model, train_images, train_masks, model_spec, qat_epochs, qat_learning_rate,
-                               steps_per_epoch=qat_steps)
+            source = qat_model(
+                model, train_images, train_masks, model_spec, qat_epochs, qat_learning_rate, steps_per_epoch=qat_steps
+            )
         flatbuffer = convert(source, fmt, calibration, spec.scale)
-        exported[fmt.name] = embed(flatbuffer, {
-            **metadata,
-            "format": fmt.name,
-            "quantization": fmt.quantization,
-            "preprocessing": spec.to_dict(),
-            "model": model_spec.to_dict(),
-            "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "saunet": __version__,
-            "tensorflow": tf.__version__,
-            **({"qat": {"epochs": qat_epochs, "learning_rate": qat_learning_rate, "steps_per_epoch": qat_steps}}
-               if fmt.name == "int8" else {}),
-        })
+        exported[fmt.name] = embed(
+            flatbuffer,
+            {
+                **metadata,
+                "format": fmt.name,
+                "quantization": fmt.quantization,
+                "preprocessing": spec.to_dict(),
+                "model": model_spec.to_dict(),
+                "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "saunet": __version__,
+                "tensorflow": tf.__version__,
+                **(
+                    {"qat": {"epochs": qat_epochs, "learning_rate": qat_learning_rate, "steps_per_epoch": qat_steps}}
+                    if fmt.name == "int8"
+                    else {}
+                ),
+            },
+        )
     return exported

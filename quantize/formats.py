@@ -1,5 +1,6 @@
 """The one table of export formats: it drives saunet-export's flags, file names and checks,
 and the benchmark's rows (saunet-export makes the LiteRT ones; saunet-bench the ONNX ones)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -33,14 +34,22 @@ FORMATS: tuple[Format, ...] = (
     Format("float32", "--float32", "_float32.tflite", "none", False, False),
     Format("float16", "--float16", "_float16.tflite", "weights to float16", False, False),
     Format("dynamic", "--dynamic", "_dynamic.tflite", "weights int8, activations float at run time", False, False),
-    Format("int8-ptq", "--ptq", "_int8_ptq.tflite", "weights and activations int8, post-training calibration",
-           True, True),
-    Format("int8", "--int8", "_int8.tflite", "weights and activations int8, quantization-aware fine-tuning",
-           True, True),
+    Format(
+        "int8-ptq", "--ptq", "_int8_ptq.tflite", "weights and activations int8, post-training calibration", True, True
+    ),
+    Format(
+        "int8", "--int8", "_int8.tflite", "weights and activations int8, quantization-aware fine-tuning", True, True
+    ),
     Format("onnx-float32", "", "_float32.onnx", "none (tf2onnx)", False, False, "onnxruntime"),
-    Format("onnx-int8", "", "_int8_qdq.onnx",
-           "weights and activations int8, static QDQ calibration (onnxruntime.quantization)", False, True,
-           "onnxruntime"),
+    Format(
+        "onnx-int8",
+        "",
+        "_int8_qdq.onnx",
+        "weights and activations int8, static QDQ calibration (onnxruntime.quantization)",
+        False,
+        True,
+        "onnxruntime",
+    ),
 )
 LITERT = tuple(f for f in FORMATS if f.engine == "litert")
 BY_NAME = {f.name: f for f in FORMATS}

@@ -1,4 +1,5 @@
 """What is inside a .tflite model: its ops and tensor types (for checks, reports, Edge TPU)."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -12,7 +13,8 @@ def describe_model(path: Path) -> dict:
     _, backend = find_backend()
     # Without XNNPACK, which would otherwise replace the ops with one DELEGATE node.
     interpreter = backend.Interpreter(
-        model_path=str(path), experimental_op_resolver_type=backend.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        model_path=str(path), experimental_op_resolver_type=backend.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    )
     interpreter.allocate_tensors()
     ops = Counter(op["op_name"] for op in interpreter._get_ops_details())
     tensors = interpreter.get_tensor_details()

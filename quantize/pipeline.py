@@ -1,5 +1,6 @@
 """The export pipeline behind saunet-export: a run's model to each format's .tflite file, then the
 parity check against the float model on the run's validation patients."""
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,18 @@ def output_paths(source: Path, run: Path, out: Path | None, names: list[str]) ->
     return {name: base.with_name(stem + BY_NAME[name].suffix) for name in names}
 
 
-def export(source: Path, names: list[str], out: Path | None, data: Path | None, qat_epochs: int, qat_lr: float,
-           qat_steps: int | None, calibration: int, tolerance: float, force: bool) -> dict:
+def export(
+    source: Path,
+    names: list[str],
+    out: Path | None,
+    data: Path | None,
+    qat_epochs: int,
+    qat_lr: float,
+    qat_steps: int | None,
+    calibration: int,
+    tolerance: float,
+    force: bool,
+) -> dict:
     from saunet.quantize.export import export_formats
     from saunet.quantize.parity import compare, markdown, write_report
     from saunet.runtime.segmenter import Segmenter
@@ -37,8 +48,10 @@ def export(source: Path, names: list[str], out: Path | None, data: Path | None, 
         raise ValueError(f"{existing[0]}: exists; add --force to overwrite it")
     split_file, config_file = run / "split.json", run / "config.json"
     if not split_file.is_file() or not config_file.is_file():
-        raise DataError(f"{run}: not a saunet run folder (no split.json/config.json); the export needs "
-                        "its training and validation patients")
+        raise DataError(
+            f"{run}: not a saunet run folder (no split.json/config.json); the export needs "
+            "its training and validation patients"
+        )
     split, config = json.loads(split_file.read_text()), json.loads(config_file.read_text())
     data = Path(data or config["data"])
     cases = {c.name: c for c in find_cases(data)}
@@ -55,12 +68,26 @@ def export(source: Path, names: list[str], out: Path | None, data: Path | None, 
     float_predict = keras_predictor(model, spec)
     state = json.loads((run / "state.json").read_text()) if (run / "state.json").is_file() else {}
     # Names, not paths: the model travels to other machines, where the exporting machine's folders mean nothing.
-    metadata = {"preset": model_spec.preset, "data": data.resolve().name,
-                "split": {k: split[k] for k in ("seed", "fractions") if k in split},
-                "validation_cases": split["val"], "float_val_dice_3d": state.get("best_score"),
-                "source": source.resolve().relative_to(run.resolve().parent).as_posix()}
-    flatbuffers = export_formats(model, [BY_NAME[n] for n in names], model_spec, metadata, images, masks,
-                                 qat_epochs, qat_lr, qat_steps, calibration)
+    metadata = {
+        "preset": model_spec.preset,
+        "data": data.resolve().name,
+        "split": {k: split[k] for k in ("seed", "fractions") if k in split},
+        "validation_cases": split["val"],
+        "float_val_dice_3d": state.get("best_score"),
+        "source": source.resolve().relative_to(run.resolve().parent).as_posix(),
+    }
+    flatbuffers = export_formats(
+        model,
+        [BY_NAME[n] for n in names],
+        model_spec,
+        metadata,
+        images,
+        masks,
+        qat_epochs,
+        qat_lr,
+        qat_steps,
+        calibration,
+    )
     for name, flatbuffer in flatbuffers.items():
         with atomic_path(paths[name]) as partial:
             partial.write_bytes(flatbuffer)
@@ -69,7 +96,9 @@ def export(source: Path, names: list[str], out: Path | None, data: Path | None, 
     segmenters = {name: Segmenter(paths[name]) for name in names}
     report = compare(val, float_predict, {n: s.predict_batch for n, s in segmenters.items()}, spec.threshold, tolerance)
     sizes = {name: len(b) for name, b in flatbuffers.items()}
-    report["files"] = {name: path.name for name, path in paths.items()}  # beside the report; the bundle's rule reads them
+    report["files"] = {
+        name: path.name for name, path in paths.items()
+    }  # beside the report; the bundle's rule reads them
     stem = paths[names[0]].with_suffix("")
     json_path, md_path = write_report(report, sizes, stem)
     print(markdown(report, sizes), flush=True)

@@ -7,6 +7,7 @@ rebuilt without DropBlock (same layer names, same weights) before it is annotate
 BatchNorm folds into its convolution. ChannelPool and the attention Multiply have no default
 QuantizeConfig; they get one that only quantizes their output, so it carries an int8 range.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -56,20 +57,22 @@ def without_dropblock(model: keras.Model, spec: ModelSpec, batch_size: int | Non
     for layer in clean.layers:
         if layer.weights:
             layer.set_weights(by_name[layer.name].get_weights())
-    missing = [l.name for l in model.layers if l.weights and l.name not in {c.name for c in clean.layers}]
-    if missing or any(isinstance(l, DropBlock2D) for l in clean.layers):
+    missing = [
+        layer.name for layer in model.layers if layer.weights and layer.name not in {c.name for c in clean.layers}
+    ]
+    if missing or any(isinstance(layer, DropBlock2D) for layer in clean.layers):
         raise ValueError(f"rebuilding without DropBlock lost layers: {missing}")
     return clean
 
 
 def annotate(model: keras.Model) -> keras.Model:
     """Marks every layer for quantization; ChannelPool and Multiply with OutputQuantizeConfig."""
+
     def mark(layer):
         if isinstance(layer, keras.layers.InputLayer):
             return layer.__class__.from_config(layer.get_config())
         config = OutputQuantizeConfig() if isinstance(layer, (ChannelPool, keras.layers.Multiply)) else None
-        return tfmot.quantization.keras.quantize_annotate_layer(layer.__class__.from_config(layer.get_config()),
-                                                                config)
+        return tfmot.quantization.keras.quantize_annotate_layer(layer.__class__.from_config(layer.get_config()), config)
 
     annotated = keras.models.clone_model(model, clone_function=mark)
     annotated.set_weights(model.get_weights())
@@ -78,7 +81,8 @@ def annotate(model: keras.Model) -> keras.Model:
 
 def quantize_scope():
     return tfmot.quantization.keras.quantize_scope(
-        {"OutputQuantizeConfig": OutputQuantizeConfig, "ChannelPool": ChannelPool})
+        {"OutputQuantizeConfig": OutputQuantizeConfig, "ChannelPool": ChannelPool}
+    )
 
 
 def quantization_aware(model: keras.Model, spec: ModelSpec, batch_size: int | None = None) -> keras.Model:
@@ -88,10 +92,14 @@ def quantization_aware(model: keras.Model, spec: ModelSpec, batch_size: int | No
         return tfmot.quantization.keras.quantize_apply(annotate(clean))
 
 
-def fine_tune(qat_model: keras.Model, dataset: tf.data.Dataset, epochs: int, learning_rate: float,
-              steps_per_epoch: int | None = None) -> list[float]:
+def fine_tune(
+    qat_model: keras.Model,
+    dataset: tf.data.Dataset,
+    epochs: int,
+    learning_rate: float,
+    steps_per_epoch: int | None = None,
+) -> list[float]:
     """A few epochs of training with fake quantization; returns the loss per epoch."""
-    qat_model.compile(keras.optimizers.Adam(learning_rate), loss=make_loss("dice", 100.0),
-                      metrics=training_metrics())
+    qat_model.compile(keras.optimizers.Adam(learning_rate), loss=make_loss("dice", 100.0), metrics=training_metrics())
     history = qat_model.fit(dataset, epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=2)
     return [float(x) for x in np.asarray(history.history["loss"])]

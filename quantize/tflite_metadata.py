@@ -1,4 +1,5 @@
 """Writes the saunet metadata into a .tflite file (saunet.runtime.metadata reads it)."""
+
 from __future__ import annotations
 
 import json

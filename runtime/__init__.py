@@ -1,4 +1,5 @@
 """saunet's device runtime: numpy, pillow, click and a LiteRT interpreter; never TensorFlow."""
+
 from importlib.metadata import PackageNotFoundError, version
 
 try:

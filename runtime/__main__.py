@@ -1,4 +1,5 @@
 """`python -m saunet.runtime INPUT...`, the same as saunet-run."""
+
 from saunet.runtime.cli import main
 
 main()

@@ -1,4 +1,5 @@
 """`saunet-run INPUT...`: tumour masks, pictures and results.json for MRI slices and volumes, on the device."""
+
 from __future__ import annotations
 
 import json
@@ -15,9 +16,9 @@ import numpy as np
 from saunet.runtime import __version__
 from saunet.runtime.ensemble import combined
 from saunet.runtime.files import OutputError, exit_cleanly_on_signals
+from saunet.runtime.inputs import Item, collect
 from saunet.runtime.interpreter import DelegateError
 from saunet.runtime.metadata import ModelError
-from saunet.runtime.inputs import Item, collect
 from saunet.runtime.models import BUNDLED_MODEL
 from saunet.runtime.outputs import prepare_output_folder, summarize, write_outputs, write_results
 from saunet.runtime.preprocess import InputError, read_image
@@ -116,8 +117,11 @@ def segment_all(items: list[Item], predict: Predict, options: Options, out: Path
                 if show_progress:
                     entry = results[-1]["volume"]
                     size = f" ({entry['tumour_ml']} ml)" if entry["tumour_ml"] is not None else ""
-                    click.echo(f"[{number}/{len(items)}] {item.path}: {entry['tumour_voxels']} tumour voxels{size} "
-                               f"in {len(entry['slices_with_tumour'])} of {entry['slices']} slices", err=True)
+                    click.echo(
+                        f"[{number}/{len(items)}] {item.path}: {entry['tumour_voxels']} tumour voxels{size} "
+                        f"in {len(entry['slices_with_tumour'])} of {entry['slices']} slices",
+                        err=True,
+                    )
                 continue
             path = item.path
             try:
@@ -131,13 +135,24 @@ def segment_all(items: list[Item], predict: Predict, options: Options, out: Path
             mask_file, overlay_file = out / f"{stem}_pred.png", out / f"{stem}_overlay.png"
             settle()
             pending = writer.submit(write_outputs, pixels, mask, mask_file, overlay_file), len(results)
-            latency = {"preprocess": prediction.preprocess_ms, "invoke": prediction.invoke_ms,
-                       "postprocess": prediction.postprocess_ms}
-            results.append({"input": str(path), "size": [pixels.shape[1], pixels.shape[0]],
-                            **summarize(prediction.probability, mask),
-                            "latency_ms": {**{k: round(v, 3) for k, v in latency.items()},
-                                           "total": round(sum(latency.values()), 3)},
-                            "mask": str(mask_file), "overlay": str(overlay_file)})
+            latency = {
+                "preprocess": prediction.preprocess_ms,
+                "invoke": prediction.invoke_ms,
+                "postprocess": prediction.postprocess_ms,
+            }
+            results.append(
+                {
+                    "input": str(path),
+                    "size": [pixels.shape[1], pixels.shape[0]],
+                    **summarize(prediction.probability, mask),
+                    "latency_ms": {
+                        **{k: round(v, 3) for k, v in latency.items()},
+                        "total": round(sum(latency.values()), 3),
+                    },
+                    "mask": str(mask_file),
+                    "overlay": str(overlay_file),
+                }
+            )
             if show_progress:
                 click.echo(f"[{number}/{len(items)}] {path}: {results[-1]['tumour_pixels']} tumour pixels", err=True)
         settle()
@@ -156,8 +171,11 @@ def check_ensemble(segmenters: list[Segmenter]) -> None:
     first = segmenters[0]
     for other in segmenters[1:]:
         if (other.spec.threshold, other.spec.channels) != (first.spec.threshold, first.spec.channels):
-            raise ModelError(other.path, f"threshold {other.spec.threshold} and channels {', '.join(other.spec.channels)} "
-                                         f"differ from {first.path.name}'s; an ensemble needs one of each")
+            raise ModelError(
+                other.path,
+                f"threshold {other.spec.threshold} and channels {', '.join(other.spec.channels)} "
+                f"differ from {first.path.name}'s; an ensemble needs one of each",
+            )
 
 
 def channel_order(names: str | None, model_channels: tuple[str, ...]) -> tuple[int, ...] | None:
@@ -167,35 +185,72 @@ def channel_order(names: str | None, model_channels: tuple[str, ...]) -> tuple[i
     given = [n.strip().lower() for n in names.split(",")]
     wanted = [n.lower() for n in model_channels]
     if sorted(given) != sorted(wanted):
-        raise click.BadParameter(f"{names!r} must name each of {', '.join(model_channels)} once, in the file's order",
-                                 param_hint="--channels")
+        raise click.BadParameter(
+            f"{names!r} must name each of {', '.join(model_channels)} once, in the file's order",
+            param_hint="--channels",
+        )
     return tuple(given.index(n) for n in wanted)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--model", "models", type=click.Path(path_type=Path), multiple=True,
-              help="a .tflite model from saunet-export; repeat it for an ensemble (probabilities averaged) "
-                   "[default: the bundled int8 model]")
+@click.option(
+    "--model",
+    "models",
+    type=click.Path(path_type=Path),
+    multiple=True,
+    help="a .tflite model from saunet-export; repeat it for an ensemble (probabilities averaged) "
+    "[default: the bundled int8 model]",
+)
 @click.option("--tta", is_flag=True, help="also segment the left-right mirrored scan and average (twice the time)")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("saunet-out"), show_default=True,
-              help="folder for the masks, pictures and results.json")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("saunet-out"),
+    show_default=True,
+    help="folder for the masks, pictures and results.json",
+)
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads [default: all cores]")
 @click.option("--delegate", default=None, help="'edgetpu' (libedgetpu.so.1) or a path to an external delegate")
 @click.option("--cpu-fallback", is_flag=True, help="run on the CPU if the delegate does not load")
-@click.option("--threshold", type=click.FloatRange(0, 1), default=None, callback=check_threshold,
-              help="tumour probability threshold [default: the model's, from its metadata]")
-@click.option("--largest-component/--all-components", default=True, show_default=True,
-              help="volumes: keep only the largest 6-connected tumour component (the model card's protocol)")
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0, 1),
+    default=None,
+    callback=check_threshold,
+    help="tumour probability threshold [default: the model's, from its metadata]",
+)
+@click.option(
+    "--largest-component/--all-components",
+    default=True,
+    show_default=True,
+    help="volumes: keep only the largest 6-connected tumour component (the model card's protocol)",
+)
 @click.option("--overlays", is_flag=True, help="volumes: also write every slice's overlay PNG")
-@click.option("--channels", default=None, metavar="A,B,C",
-              help="a 4D NIfTI's three sequences in the file's order [default: the model's order, "
-                   "pre-contrast,FLAIR,post-contrast]")
+@click.option(
+    "--channels",
+    default=None,
+    metavar="A,B,C",
+    help="a 4D NIfTI's three sequences in the file's order [default: the model's order, "
+    "pre-contrast,FLAIR,post-contrast]",
+)
 @click.option("--json", "print_json", is_flag=True, help="print results.json to stdout")
 @click.version_option(__version__, prog_name="saunet-run")
 @exit_cleanly_on_signals()
-def main(inputs, models, tta, out, threads, delegate, cpu_fallback, threshold, largest_component, overlays, channels,
-         print_json) -> None:
+def main(
+    inputs,
+    models,
+    tta,
+    out,
+    threads,
+    delegate,
+    cpu_fallback,
+    threshold,
+    largest_component,
+    overlays,
+    channels,
+    print_json,
+) -> None:
     """Segment FLAIR abnormality in brain MRI: slices (PNG, TIFF, JPEG), a folder of one patient's numbered
     slices, NIfTI volumes (.nii, .nii.gz) or a DICOM series folder; folders of those too.
 
@@ -203,8 +258,11 @@ def main(inputs, models, tta, out, threads, delegate, cpu_fallback, threshold, l
     """
     if not models:
         if not BUNDLED_MODEL.is_file():
-            click.echo("error: no model is bundled with this install yet; pass --model FILE.tflite "
-                       "(export one with saunet-export)", err=True)
+            click.echo(
+                "error: no model is bundled with this install yet; pass --model FILE.tflite "
+                "(export one with saunet-export)",
+                err=True,
+            )
             sys.exit(2)
         models = (BUNDLED_MODEL,)
     try:
@@ -214,8 +272,12 @@ def main(inputs, models, tta, out, threads, delegate, cpu_fallback, threshold, l
         click.echo(f"error: {error}", err=True)
         sys.exit(1)
     segmenter = segmenters[0]
-    options = Options(segmenter.spec.threshold if threshold is None else threshold, largest_component, overlays,
-                      channel_order(channels, segmenter.spec.channels))
+    options = Options(
+        segmenter.spec.threshold if threshold is None else threshold,
+        largest_component,
+        overlays,
+        channel_order(channels, segmenter.spec.channels),
+    )
 
     try:
         prepare_output_folder(out)
@@ -227,10 +289,16 @@ def main(inputs, models, tta, out, threads, delegate, cpu_fallback, threshold, l
         click.echo(note, err=True)
     results = segment_all(items, combined(segmenters, tta), options, out)
     failures = sum("error" in item for item in results)
-    report = {"model": str(models[0]) if len(models) == 1 else [str(m) for m in models], "tta": tta,
-              "backend": segmenter.backend, "delegate": segmenter.delegate,
-              "threshold": options.threshold, "largest_component": options.largest_component,
-              "saunet": __version__, "results": results}
+    report = {
+        "model": str(models[0]) if len(models) == 1 else [str(m) for m in models],
+        "tta": tta,
+        "backend": segmenter.backend,
+        "delegate": segmenter.delegate,
+        "threshold": options.threshold,
+        "largest_component": options.largest_component,
+        "saunet": __version__,
+        "results": results,
+    }
     try:
         write_results(out, report)
     except OutputError as error:

@@ -4,6 +4,7 @@ Slices are ordered by their position along the slice normal (ImagePositionPatien
 the cross product of the ImageOrientationPatient direction cosines), never by file name or
 InstanceNumber, which scanners and anonymisers do not keep in order. One folder holds one series.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -26,8 +27,19 @@ SAME_POSITION_MM = 1e-3
 #: LPS (DICOM's patient axes) to RAS (NIfTI's).
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 #: What pydicom raises, often lazily on first access to an element, for a damaged file.
-BROKEN = (ValueError, TypeError, KeyError, AttributeError, IndexError, RuntimeError, NotImplementedError, OSError,
-          OverflowError, EOFError, struct.error)
+BROKEN = (
+    ValueError,
+    TypeError,
+    KeyError,
+    AttributeError,
+    IndexError,
+    RuntimeError,
+    NotImplementedError,
+    OSError,
+    OverflowError,
+    EOFError,
+    struct.error,
+)
 
 
 def is_dicom(path: Path) -> bool:
@@ -97,17 +109,24 @@ def read_header(path: Path) -> Slice:
     try:
         dataset = pydicom.dcmread(path, stop_before_pixels=True)
         instance = getattr(dataset, "InstanceNumber", None)
-        return Slice(path, str(getattr(dataset, "SeriesInstanceUID", "no SeriesInstanceUID")),
-                     str(getattr(dataset, "SeriesDescription", "") or "no description"),
-                     _numbers(dataset, "ImageOrientationPatient", 6), _numbers(dataset, "ImagePositionPatient", 3),
-                     _positive(_numbers(dataset, "PixelSpacing", 2), "PixelSpacing"),
-                     int(instance) if instance not in (None, "") else None,
-                     max(float(getattr(dataset, "SliceThickness", None) or 1.0), 1e-3))
+        return Slice(
+            path,
+            str(getattr(dataset, "SeriesInstanceUID", "no SeriesInstanceUID")),
+            str(getattr(dataset, "SeriesDescription", "") or "no description"),
+            _numbers(dataset, "ImageOrientationPatient", 6),
+            _numbers(dataset, "ImagePositionPatient", 3),
+            _positive(_numbers(dataset, "PixelSpacing", 2), "PixelSpacing"),
+            int(instance) if instance not in (None, "") else None,
+            max(float(getattr(dataset, "SliceThickness", None) or 1.0), 1e-3),
+        )
     except pydicom.errors.InvalidDicomError as error:
         raise InputError(path, f"not a readable DICOM file ({error})") from None
     except (*BROKEN, pydicom.errors.BytesLengthException) as error:
-        raise InputError(path, f"DICOM header not usable ({str(error).splitlines()[0] or type(error).__name__}); "
-                               "saunet-run needs each slice's position, orientation and pixel spacing") from None
+        raise InputError(
+            path,
+            f"DICOM header not usable ({str(error).splitlines()[0] or type(error).__name__}); "
+            "saunet-run needs each slice's position, orientation and pixel spacing",
+        ) from None
 
 
 def read_pixels(path: Path) -> np.ndarray:
@@ -119,16 +138,20 @@ def read_pixels(path: Path) -> np.ndarray:
         dataset = pydicom.dcmread(path)
         frames = int(getattr(dataset, "NumberOfFrames", 1) or 1)
         if frames > 1:
-            raise InputError(path, f"a multi-frame DICOM file ({frames} frames); saunet-run reads series of "
-                                   "single-frame files (most converters can write those)")
+            raise InputError(
+                path,
+                f"a multi-frame DICOM file ({frames} frames); saunet-run reads series of "
+                "single-frame files (most converters can write those)",
+            )
         values = apply_modality_lut(dataset.pixel_array, dataset)
         if getattr(dataset, "PhotometricInterpretation", "") == "MONOCHROME1":
             values = values.max() - values
     except InputError:
         raise
     except (*BROKEN, pydicom.errors.BytesLengthException, pydicom.errors.InvalidDicomError) as error:
-        raise InputError(path, f"pixel data cannot be decoded ({str(error).splitlines()[0] or type(error).__name__})") \
-            from None
+        raise InputError(
+            path, f"pixel data cannot be decoded ({str(error).splitlines()[0] or type(error).__name__})"
+        ) from None
     if not (values.ndim == 2 or (values.ndim == 3 and values.shape[2] == 3)):
         raise InputError(path, f"pixel data of shape {values.shape}; saunet-run reads grey or RGB slices")
     return values
@@ -141,8 +164,9 @@ def one_series(folder: Path, slices: list[Slice]) -> None:
         series.setdefault(item.series, []).append(item)
     if len(series) > 1:
         names = "; ".join(f"{uid} ({items[0].description}, {len(items)} files)" for uid, items in series.items())
-        raise InputError(folder, f"{len(series)} DICOM series in one folder: {names}; put each series in a folder "
-                                 "of its own")
+        raise InputError(
+            folder, f"{len(series)} DICOM series in one folder: {names}; put each series in a folder of its own"
+        )
 
 
 def read_series(folder: Path) -> Volume:
@@ -166,16 +190,22 @@ def read_series(folder: Path) -> Volume:
         along = np.array([float(item.position @ normal) for item in slices])
         if len(along) > 1 and np.min(np.diff(along)) < SAME_POSITION_MM:
             first = int(np.argmin(np.diff(along)))
-            raise InputError(folder, f"{slices[first].path.name} and {slices[first + 1].path.name} lie at the same "
-                                     "position (repeated slices or several echoes in one series)")
+            raise InputError(
+                folder,
+                f"{slices[first].path.name} and {slices[first + 1].path.name} lie at the same "
+                "position (repeated slices or several echoes in one series)",
+            )
         values = [read_pixels(item.path) for item in slices]
     shapes = {v.shape for v in values}
     if len(shapes) != 1:
         raise InputError(folder, f"slices of different sizes {sorted(shapes)}")
     stack = np.stack(values)  # slices x rows x columns [x 3]
     spacing = slices[0].spacing  # row spacing, column spacing
-    step = ((slices[-1].position - slices[0].position) / (len(slices) - 1) if len(slices) > 1
-            else normal * slices[0].thickness)
+    step = (
+        (slices[-1].position - slices[0].position) / (len(slices) - 1)
+        if len(slices) > 1
+        else normal * slices[0].thickness
+    )
     lps = np.eye(4)
     lps[:3, 0], lps[:3, 1], lps[:3, 2], lps[:3, 3] = row * spacing[1], column * spacing[0], step, slices[0].position
     data = np.moveaxis(stack, (0, 1, 2), (2, 1, 0))  # columns x rows x slices [x 3]

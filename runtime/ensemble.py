@@ -5,6 +5,7 @@ probabilities of models trained on different folds, and of a scan and its left-r
 (the head is near-symmetric, and every model here trained with random left-right flips), is what
 nnU-Net does at prediction; the mask is thresholded after averaging.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -16,6 +17,7 @@ Predictor = Callable[[np.ndarray], np.ndarray]
 
 def mirrored(predict: Predictor) -> Predictor:
     """The mean of the prediction of the scans and the mirrored-back prediction of their mirrors."""
+
     def predict_both(images: np.ndarray) -> np.ndarray:
         flipped = np.ascontiguousarray(images[:, :, ::-1])
         return 0.5 * (predict(images) + predict(flipped)[:, :, ::-1])
@@ -60,7 +62,11 @@ def combined(segmenters: Sequence, tta: bool) -> Callable:
         probability = parts[0].probability.astype(np.float32)
         for part in parts[1:]:
             probability = probability + part.probability
-        return Prediction(probability / np.float32(len(parts)), sum(p.preprocess_ms for p in parts),
-                          sum(p.invoke_ms for p in parts), sum(p.postprocess_ms for p in parts))
+        return Prediction(
+            probability / np.float32(len(parts)),
+            sum(p.preprocess_ms for p in parts),
+            sum(p.invoke_ms for p in parts),
+            sum(p.postprocess_ms for p in parts),
+        )
 
     return predict

@@ -7,6 +7,7 @@
   into the same way, one level down (a folder of case folders is many volumes);
 - a folder in which none of that is found is an error, not an empty success.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -58,8 +59,10 @@ def folder_items(folder: Path, depth: int = 1) -> tuple[list[Item], list[str]]:
         items += [Item(p, "slice", from_folder=True) for p in scans]
         cases = {slice_number(p)[0] for p in scans if slice_number(p)}
         if len(scans) > 1 and len(cases) == 1 and all(slice_number(p) for p in scans):
-            notes.append(f"note: {folder}: the slices of {cases.pop()} are not consecutive; each is segmented on its "
-                         "own, without 3D post-processing")
+            notes.append(
+                f"note: {folder}: the slices of {cases.pop()} are not consecutive; each is segmented on its "
+                "own, without 3D post-processing"
+            )
     items += [Item(p, "nifti", from_folder=True) for p in entries if is_nifti(p) and p.is_file()]
     if depth > 0:
         for sub in (p for p in entries if p.is_dir()):
@@ -67,8 +70,9 @@ def folder_items(folder: Path, depth: int = 1) -> tuple[list[Item], list[str]]:
             items += [item for item in found if item.kind != "error"]
             notes += more
     if not items and depth > 0:
-        items.append(Item(folder, "error", problem="no scans found (PNG, TIFF, JPEG, NIfTI or a DICOM series)",
-                          from_folder=True))
+        items.append(
+            Item(folder, "error", problem="no scans found (PNG, TIFF, JPEG, NIfTI or a DICOM series)", from_folder=True)
+        )
     return items, notes
 
 

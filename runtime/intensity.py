@@ -21,6 +21,7 @@ normalisation's to even out (the bundled model's channel-median, runtime.preproc
 whose background is not its darkest value (z-scored inside a brain mask, background set to 0)
 breaks the rule's premise; such a scan should be exported without that step.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -61,7 +62,7 @@ def _window_integers(values: np.ndarray, low: int, top: int) -> np.ndarray:
     """The rule for integer data: the percentile from a histogram, each level mapped once, then looked up."""
     base = min(low, 0)
     index = values if base == 0 else values.astype(np.int64) - base
-    counts = np.bincount(index.ravel(), minlength=top - base + 1)[low - base:]  # levels low..top
+    counts = np.bincount(index.ravel(), minlength=top - base + 1)[low - base :]  # levels low..top
     above = np.cumsum(counts[1:])  # voxels above the minimum, up to each level from low + 1
     rank = TOP_PERCENTILE / 100.0 * (int(above[-1]) - 1)  # numpy's "linear" percentile of the sorted values
     below, fraction = int(np.floor(rank)), rank - np.floor(rank)

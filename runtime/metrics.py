@@ -168,8 +168,9 @@ def _mean_median(values: list[float]) -> dict[str, float | None]:
     return {"mean": float(np.mean(values)), "median": float(np.median(values))}
 
 
-def bootstrap_interval(values: Sequence[float], level: float = 0.95, draws: int = 10_000,
-                       seed: int = 0) -> tuple[float, float] | None:
+def bootstrap_interval(
+    values: Sequence[float], level: float = 0.95, draws: int = 10_000, seed: int = 0
+) -> tuple[float, float] | None:
     """Percentile-bootstrap interval of the mean of per-patient values (patients drawn with replacement).
 
     A test set here has ten patients, and one failed volume moves their mean by up to 0.09;
@@ -196,9 +197,13 @@ def paired_difference(a: Sequence[float], b: Sequence[float], level: float = 0.9
     diffs = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
     if diffs.size == 0:
         return {"mean": None, "interval": None, "better": 0, "worse": 0, "patients": 0}
-    return {"mean": float(diffs.mean()), "interval": bootstrap_interval(diffs, level),
-            "better": int(np.count_nonzero(diffs > 0)), "worse": int(np.count_nonzero(diffs < 0)),
-            "patients": int(diffs.size)}
+    return {
+        "mean": float(diffs.mean()),
+        "interval": bootstrap_interval(diffs, level),
+        "better": int(np.count_nonzero(diffs > 0)),
+        "worse": int(np.count_nonzero(diffs < 0)),
+        "patients": int(diffs.size),
+    }
 
 
 def _slice_dice(pred: np.ndarray, truth: np.ndarray) -> list[float]:
@@ -208,9 +213,7 @@ def _slice_dice(pred: np.ndarray, truth: np.ndarray) -> list[float]:
     return [float(d) for d in 2.0 * inter / total]
 
 
-def score_patients(
-    volumes: Mapping[str, tuple[np.ndarray, np.ndarray]], threshold: float = 0.5
-) -> dict:
+def score_patients(volumes: Mapping[str, tuple[np.ndarray, np.ndarray]], threshold: float = 0.5) -> dict:
     """Score per-patient volumes of probabilities against truth; returns a JSON-able dict.
 
     ``volumes`` maps patient id to (probabilities in [0, 1], binary truth),
@@ -227,14 +230,16 @@ def score_patients(
         pred, truth = _binary_pair(prob >= threshold, truth)
         if pred.ndim != 3:
             raise ValueError(f"{patient}: expected (slices, H, W), got {pred.shape}")
-        rows.append(PatientScores(
-            patient=str(patient),
-            slices=pred.shape[0],
-            dice_3d=dice(pred, truth),
-            dice_3d_lcc=dice(largest_component(pred), truth),
-            tumour_voxels_true=int(np.count_nonzero(truth)),
-            tumour_voxels_pred=int(np.count_nonzero(pred)),
-        ))
+        rows.append(
+            PatientScores(
+                patient=str(patient),
+                slices=pred.shape[0],
+                dice_3d=dice(pred, truth),
+                dice_3d_lcc=dice(largest_component(pred), truth),
+                tumour_voxels_true=int(np.count_nonzero(truth)),
+                tumour_voxels_pred=int(np.count_nonzero(pred)),
+            )
+        )
         tumour = truth.any(axis=(1, 2))
         slice_dices += _slice_dice(pred[tumour], truth[tumour])
         empty_fp += int(np.count_nonzero(pred[~tumour].any(axis=(1, 2))))
@@ -274,13 +279,19 @@ def summary_rows(scores: dict, fmt: Callable[[float | None], str]) -> list[tuple
         (f"per-patient 3D Dice, mean: 95% bootstrap interval ({patients} patients)", interval("dice_3d")),
         ("per-patient 3D Dice, median", fmt(scores["dice_3d"]["median"])),
         ("per-patient 3D Dice, largest component, mean", fmt(scores["dice_3d_lcc"]["mean"])),
-        (f"per-patient 3D Dice, largest component, mean: 95% bootstrap interval ({patients} patients)",
-         interval("dice_3d_lcc")),
+        (
+            f"per-patient 3D Dice, largest component, mean: 95% bootstrap interval ({patients} patients)",
+            interval("dice_3d_lcc"),
+        ),
         ("per-patient 3D Dice, largest component, median", fmt(scores["dice_3d_lcc"]["median"])),
-        (f"per-slice Dice on tumour slices, mean ({scores['slice_dice_tumour']['slices']} slices)",
-         fmt(scores["slice_dice_tumour"]["mean"])),
-        (f"false-positive rate on empty slices ({scores['empty_slice_fp_rate']['slices']} slices)",
-         fmt(scores["empty_slice_fp_rate"]["rate"])),
+        (
+            f"per-slice Dice on tumour slices, mean ({scores['slice_dice_tumour']['slices']} slices)",
+            fmt(scores["slice_dice_tumour"]["mean"]),
+        ),
+        (
+            f"false-positive rate on empty slices ({scores['empty_slice_fp_rate']['slices']} slices)",
+            fmt(scores["empty_slice_fp_rate"]["rate"]),
+        ),
         ("seed's batch-pooled soft Dice (smoothing 100)", fmt(scores["seed_soft_dice"])),
         ("pixel accuracy", fmt(scores["pixel_accuracy"])),
     ]

@@ -1,4 +1,5 @@
 """One picture per volume: its slices that hold tumour, outlined and labelled, what a person looks at first."""
+
 from __future__ import annotations
 
 import math
@@ -56,4 +57,5 @@ def save_montage(path: Path, picture: np.ndarray) -> None:
     height, width = picture.shape[:2]
     with atomic_path(path) as partial, open(partial, "wb") as handle:
         png.Writer(width, height, greyscale=False, bitdepth=8, compression=1).write(
-            handle, (row.tobytes() for row in np.ascontiguousarray(picture)))
+            handle, (row.tobytes() for row in np.ascontiguousarray(picture))
+        )

@@ -6,6 +6,7 @@ is (P, L, S). Every volume is turned to the closest such axes (flips and axis sw
 resampling), and its mask turned back exactly, so the mask has the input's shape, affine and
 voxel order and a viewer overlays it on the scan with no further step.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -62,8 +63,7 @@ def orient(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, Geometry, 
     each slice's index along the input's own axis)."""
     import nibabel as nib
 
-    to_kaggle = nib.orientations.ornt_transform(nib.io_orientation(affine),
-                                                nib.orientations.axcodes2ornt(KAGGLE_AXES))
+    to_kaggle = nib.orientations.ornt_transform(nib.io_orientation(affine), nib.orientations.axcodes2ornt(KAGGLE_AXES))
     turned = np.moveaxis(nib.orientations.apply_orientation(data, to_kaggle), 2, 0)
     slice_axis = int(np.flatnonzero(to_kaggle[:, 0] == 2)[0])
     count = data.shape[slice_axis]
@@ -75,8 +75,9 @@ def to_input_order(mask: np.ndarray, geometry: Geometry) -> np.ndarray:
     """A slices x H x W mask in the data set's orientation -> the input's own voxel order."""
     import nibabel as nib
 
-    back = nib.orientations.ornt_transform(nib.orientations.axcodes2ornt(KAGGLE_AXES),
-                                           nib.io_orientation(geometry.affine))
+    back = nib.orientations.ornt_transform(
+        nib.orientations.axcodes2ornt(KAGGLE_AXES), nib.io_orientation(geometry.affine)
+    )
     return np.ascontiguousarray(nib.orientations.apply_orientation(np.moveaxis(mask, 0, 2), back))
 
 
@@ -84,8 +85,11 @@ def model_channels(data: np.ndarray, path: Path, channels: tuple[int, ...] | Non
     """A 4D file's last axis reordered into the model's channel order (`channels`: the file's
     index of each of the model's channels; None: the file already has the model's order)."""
     if data.shape[3] != 3:
-        raise InputError(path, f"{data.shape[3]} volumes along the 4th axis; saunet-run takes 1 (FLAIR) or "
-                               "3 (pre-contrast, FLAIR, post-contrast; see --channels)")
+        raise InputError(
+            path,
+            f"{data.shape[3]} volumes along the 4th axis; saunet-run takes 1 (FLAIR) or "
+            "3 (pre-contrast, FLAIR, post-contrast; see --channels)",
+        )
     return data if channels is None else data[..., list(channels)]
 
 
@@ -99,8 +103,11 @@ def _load(path: Path):
         if len(shape) == 4 and shape[3] == 1:
             shape = shape[:3]
         if len(shape) not in (3, 4):
-            raise InputError(path, f"a {len(shape)}D image of shape {tuple(shape)}; saunet-run needs a 3D volume "
-                                   "(or 4D of three sequences); pass 2D slices as PNG or TIFF")
+            raise InputError(
+                path,
+                f"a {len(shape)}D image of shape {tuple(shape)}; saunet-run needs a 3D volume "
+                "(or 4D of three sequences); pass 2D slices as PNG or TIFF",
+            )
         if int(np.prod(shape, dtype=np.int64)) > MAX_VOXELS:
             raise InputError(path, f"{'x'.join(map(str, shape))} voxels is above the limit of {MAX_VOXELS:,}")
         if not np.isfinite(image.affine).all() or not np.isfinite(image.header.get_zooms()[:3]).all():
@@ -108,8 +115,15 @@ def _load(path: Path):
         data = np.asanyarray(image.dataobj).reshape(shape)
     except InputError:
         raise
-    except (OSError, ValueError, EOFError, zlib.error, MemoryError, nib.filebasedimages.ImageFileError,
-            nib.spatialimages.HeaderDataError) as error:
+    except (
+        OSError,
+        ValueError,
+        EOFError,
+        zlib.error,
+        MemoryError,
+        nib.filebasedimages.ImageFileError,
+        nib.spatialimages.HeaderDataError,
+    ) as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise InputError(path, f"not a readable NIfTI file ({reason})") from None
     if data.dtype.kind not in "uifb":

@@ -3,6 +3,7 @@
 Defined once, here, and used by training as well as by the device runtime, so the model on
 the Pi sees exactly the pixels it was trained on.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -74,7 +75,7 @@ class Preprocessing:
         return {**asdict(self), "channels": list(self.channels)}
 
     @classmethod
-    def from_dict(cls, values: dict) -> "Preprocessing":
+    def from_dict(cls, values: dict) -> Preprocessing:
         known = {k: values[k] for k in cls.__dataclass_fields__ if k in values}
         if "channels" in known:
             known["channels"] = tuple(known["channels"])
@@ -109,8 +110,18 @@ def _open(path: Path) -> Image.Image:
 #: Pillow modes read as they are: 8-bit grey and colour, and the 16-bit, 32-bit and float grey ones.
 DIRECT_MODES = ("L", "RGB", "I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 #: Pillow modes converted to 8-bit grey or RGB first (their values are 8-bit, or a palette of 8-bit colours).
-CONVERTED_MODES = {"1": "L", "LA": "L", "La": "L", "P": "RGB", "PA": "RGB", "RGBA": "RGB", "RGBa": "RGB",
-                   "RGBX": "RGB", "CMYK": "RGB", "YCbCr": "RGB"}
+CONVERTED_MODES = {
+    "1": "L",
+    "LA": "L",
+    "La": "L",
+    "P": "RGB",
+    "PA": "RGB",
+    "RGBA": "RGB",
+    "RGBa": "RGB",
+    "RGBX": "RGB",
+    "CMYK": "RGB",
+    "YCbCr": "RGB",
+}
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -150,8 +161,11 @@ def read_pixels(path: Path | str) -> np.ndarray:
     if image.format == "PNG" and _png_depth_and_colour(path) in ((16, 2), (16, 4), (16, 6)):
         return _read_16_bit_colour_png(path)
     if image.format == "TIFF" and image.mode[0] not in "IF" and max(_tiff_bits(image)) > 8:
-        raise InputError(path, f"{max(_tiff_bits(image))}-bit colour TIFF is not supported (Pillow would keep its "
-                               "high byte only); save it as a 16-bit PNG or one grey TIFF per sequence")
+        raise InputError(
+            path,
+            f"{max(_tiff_bits(image))}-bit colour TIFF is not supported (Pillow would keep its "
+            "high byte only); save it as a 16-bit PNG or one grey TIFF per sequence",
+        )
     if image.mode in CONVERTED_MODES:
         image = image.convert(CONVERTED_MODES[image.mode])
     elif image.mode not in DIRECT_MODES:

@@ -1,4 +1,5 @@
 """A volume's entry in results.json: how large the tumour is, where, and how sure the model was."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,8 +7,9 @@ import numpy as np
 from saunet.runtime.volumes import Volume
 
 
-def volume_summary(volume: Volume, probability: np.ndarray, mask: np.ndarray, keep_largest: bool,
-                   seconds: float) -> dict:
+def volume_summary(
+    volume: Volume, probability: np.ndarray, mask: np.ndarray, keep_largest: bool, seconds: float
+) -> dict:
     """Tumour voxels, millilitres (None without a voxel size), slices with tumour (by the input's
     slice numbers), bounding box, mean probability inside the mask and the time the volume took.
 
@@ -24,8 +26,7 @@ def volume_summary(volume: Volume, probability: np.ndarray, mask: np.ndarray, ke
         "tumour_voxels": voxels,
         "tumour_ml": round(voxels * volume.voxel_ml, 4) if volume.voxel_ml is not None else None,
         "slices_with_tumour": [volume.labels[z] for z in np.flatnonzero(mask.any(axis=(1, 2)))],
-        "bbox_slice_row_column": ([[int(a.min()) for a in where], [int(a.max()) for a in where]]
-                                  if voxels else None),
+        "bbox_slice_row_column": ([[int(a.min()) for a in where], [int(a.max()) for a in where]] if voxels else None),
         "mean_probability_inside": float(probability[mask.astype(bool)].mean()) if voxels else None,
         "largest_component": keep_largest,
         "seconds": round(seconds, 3),

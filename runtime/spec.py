@@ -4,6 +4,7 @@ It is written into a run's config.json, travels into every export's metadata and
 device with the model, so that no code has to guess a model's preset or widths from layer or
 file names. Plain Python: the device reads it without TensorFlow.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
@@ -44,7 +45,7 @@ class ModelSpec:
         return {**asdict(self), "filters": list(self.filters), "preprocessing": self.preprocessing.to_dict()}
 
     @classmethod
-    def from_dict(cls, values: dict) -> "ModelSpec":
+    def from_dict(cls, values: dict) -> ModelSpec:
         if not isinstance(values, dict) or values.get("preset") not in PRESETS:
             raise ValueError(f"not a saunet model description: {values!r:.80}")
         known = {k: values[k] for k in cls.__dataclass_fields__ if k in values}
@@ -59,8 +60,13 @@ PRESETS: dict[str, ModelSpec] = {
 }
 
 
-def model_spec(preset: str, preprocessing: Preprocessing | None = None, base_filters: int | None = None,
-               block_size: int | None = None, keep_prob: float | None = None) -> ModelSpec:
+def model_spec(
+    preset: str,
+    preprocessing: Preprocessing | None = None,
+    base_filters: int | None = None,
+    block_size: int | None = None,
+    keep_prob: float | None = None,
+) -> ModelSpec:
     """The named preset with any of its settings overridden."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")

@@ -1,4 +1,5 @@
 """What saunet-run writes for a volume: its mask in the input's own form and one picture to look at."""
+
 from __future__ import annotations
 
 import contextlib
@@ -13,8 +14,9 @@ from saunet.runtime.preprocess import InputError
 from saunet.runtime.volumes import Volume
 
 
-def write_volume(volume: Volume, mask: np.ndarray, out: Path, stem: str, used: set[str],
-                 overlays: bool) -> dict[str, str | list[str]]:
+def write_volume(
+    volume: Volume, mask: np.ndarray, out: Path, stem: str, used: set[str], overlays: bool
+) -> dict[str, str | list[str]]:
     """Writes a volume's outputs and returns their paths for results.json.
 
     NIfTI and DICOM: `<stem>_seg.nii.gz` (uint8 0/1, the input's shape, affine and voxel order).
@@ -41,14 +43,18 @@ def write_volume(volume: Volume, mask: np.ndarray, out: Path, stem: str, used: s
             slice_stems = [unique_name(f"{stem}_slice{label}", used) for label in volume.labels]
         else:
             slice_stems = [unique_name(path.stem, used) for path in volume.slice_files]
-            written["masks"] = [write(out / f"{s}_pred.png", lambda p, z=z: save_png(p, mask[z] * 255))
-                                for z, s in enumerate(slice_stems)]
-        written["montage"] = write(out / f"{stem}_montage.png",
-                                   lambda p: save_montage(p, montage(volume.pixels, mask, volume.labels)))
+            written["masks"] = [
+                write(out / f"{s}_pred.png", lambda p, z=z: save_png(p, mask[z] * 255))
+                for z, s in enumerate(slice_stems)
+            ]
+        written["montage"] = write(
+            out / f"{stem}_montage.png", lambda p: save_montage(p, montage(volume.pixels, mask, volume.labels))
+        )
         if overlays:
-            written["overlays"] = [write(out / f"{s}_overlay.png",
-                                         lambda p, z=z: save_png(p, overlay(volume.pixels[z], mask[z])))
-                                   for z, s in enumerate(slice_stems)]
+            written["overlays"] = [
+                write(out / f"{s}_overlay.png", lambda p, z=z: save_png(p, overlay(volume.pixels[z], mask[z])))
+                for z, s in enumerate(slice_stems)
+            ]
     except BaseException:
         for path in done:  # no file is left behind for a volume whose entry is an error
             path.unlink(missing_ok=True)

@@ -1,4 +1,5 @@
 """A patient's scan as the model sees it, whatever file it came from, and its 3D segmentation."""
+
 from __future__ import annotations
 
 import re
@@ -70,8 +71,11 @@ def read_slice_folder(folder: Path, files: list[Path], numbers: list[int]) -> Vo
     first = slices[0]
     for path, pixels in zip(files, slices):
         if pixels.shape != first.shape or pixels.dtype != first.dtype:
-            raise InputError(path, f"{pixels.shape[1]}x{pixels.shape[0]} {pixels.dtype} slice in a volume of "
-                                   f"{first.shape[1]}x{first.shape[0]} {first.dtype} slices ({files[0].name})")
+            raise InputError(
+                path,
+                f"{pixels.shape[1]}x{pixels.shape[0]} {pixels.dtype} slice in a volume of "
+                f"{first.shape[1]}x{first.shape[0]} {first.dtype} slices ({files[0].name})",
+            )
     pixels = to_8_bit(np.stack(slices), folder, grey=first.ndim == 2)
     return Volume(folder.name, folder, "slices", pixels, numbers, None, list(files))
 

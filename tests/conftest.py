@@ -1,4 +1,5 @@
 """Shared fixtures: the bundled real slices and small synthetic data sets in the Kaggle layout."""
+
 from __future__ import annotations
 
 import os
@@ -45,8 +46,15 @@ def synthetic_case(rng: np.random.Generator, slices: int, size: int) -> tuple[np
     return np.stack(images), np.stack(masks)
 
 
-def write_dataset(root: Path, cases: int = 6, slices: int = 8, size: int = 32, suffix: str = ".tif",
-                  seed: int = 0, institution: str = "XX") -> Path:
+def write_dataset(
+    root: Path,
+    cases: int = 6,
+    slices: int = 8,
+    size: int = 32,
+    suffix: str = ".tif",
+    seed: int = 0,
+    institution: str = "XX",
+) -> Path:
     """Writes `cases` synthetic cases as <root>/kaggle_3m/<case>/<case>_<n><suffix> (+ _mask)."""
     rng = np.random.default_rng(seed)
     base = root / "kaggle_3m"
@@ -78,5 +86,4 @@ def run_python(code: str, env: dict | None = None, timeout: int = 300):
     import subprocess
 
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=full_env,
-                          timeout=timeout)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=full_env, timeout=timeout)

@@ -2,6 +2,7 @@
 
 And an accepted image's mask is the mask of the same pixels in plain 8-bit RGB form.
 """
+
 from __future__ import annotations
 
 import json
@@ -68,13 +69,17 @@ def images(draw) -> tuple[str, str, np.ndarray]:
 def save(kind: str, fmt: str, values: np.ndarray, path: Path) -> None:
     if fmt == "pypng":
         planes = 1 if values.ndim == 2 else values.shape[2]
-        writer = png.Writer(values.shape[1], values.shape[0], greyscale=planes in (1, 2), alpha=planes in (2, 4),
-                            bitdepth=16)
+        writer = png.Writer(
+            values.shape[1], values.shape[0], greyscale=planes in (1, 2), alpha=planes in (2, 4), bitdepth=16
+        )
         with open(path, "wb") as handle:
             writer.write(handle, values.reshape(values.shape[0], -1))
         return
-    image = Image.fromarray(values, mode=kind) if kind not in ("P", "I;16") else (
-        Image.fromarray(values).convert("P") if kind == "P" else Image.fromarray(values))
+    image = (
+        Image.fromarray(values, mode=kind)
+        if kind not in ("P", "I;16")
+        else (Image.fromarray(values).convert("P") if kind == "P" else Image.fromarray(values))
+    )
     image.save(path, format=fmt)
 
 

@@ -1,4 +1,5 @@
 """saunet-bench --quick end to end on a tiny trained run: every row measured, skipped or failed with why."""
+
 from __future__ import annotations
 
 import json
@@ -27,11 +28,35 @@ def quick_report(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path, P
     folder = tmp_path_factory.mktemp("bench")
     dataset = write_dataset(folder / "data")
     run = folder / "run"
-    trained = saunet("saunet.training", "train", "--data", str(dataset), "--out", str(run), "--epochs", "1",
-                     "--input-size", "32", "--batch-size", "8", "--split", "0.6/0.2/0.2")
+    trained = saunet(
+        "saunet.training",
+        "train",
+        "--data",
+        str(dataset),
+        "--out",
+        str(run),
+        "--epochs",
+        "1",
+        "--input-size",
+        "32",
+        "--batch-size",
+        "8",
+        "--split",
+        "0.6/0.2/0.2",
+    )
     assert trained.returncode == 0, trained.stderr
-    result = saunet("saunet.benchmarks.bench", "--model", str(run), "--data", str(dataset), "--out",
-                    str(folder / "reports"), "--quick", "--delegate", str(folder / "libmissing.so"))
+    result = saunet(
+        "saunet.benchmarks.bench",
+        "--model",
+        str(run),
+        "--data",
+        str(dataset),
+        "--out",
+        str(folder / "reports"),
+        "--quick",
+        "--delegate",
+        str(folder / "libmissing.so"),
+    )
     return result, run, folder / "reports"
 
 
@@ -64,6 +89,7 @@ def test_every_cpu_row_is_measured_at_each_thread_count(quick_report) -> None:
     try:
         import onnxruntime  # noqa: F401
         import tf2onnx  # noqa: F401
+
         measured += ["onnxruntime float32", "onnxruntime int8"]
     except ImportError:
         assert rows["onnxruntime float32"]["status"].startswith("skipped: ")
@@ -127,31 +153,60 @@ def test_model_card_is_written_from_the_run_record_report_and_bundle(quick_repor
 
     _, run, reports = quick_report
     data = run.parent / "data" / "kaggle_3m"
-    evaluated = saunet("saunet.training", "eval", "--data", str(data), "--model", str(run), "--split", "val",
-                       "--json", str(run / "val-scores.json"))
+    evaluated = saunet(
+        "saunet.training",
+        "eval",
+        "--data",
+        str(data),
+        "--model",
+        str(run),
+        "--split",
+        "val",
+        "--json",
+        str(run / "val-scores.json"),
+    )
     assert evaluated.returncode == 0, evaluated.stderr
     models = tmp_path / "models"
-    bundled = saunet("saunet.quantize.bundle", str(run), str(run / "export" / "saunet_int8_ptq.tflite"),
-                     "--dest", str(models))
+    bundled = saunet(
+        "saunet.quantize.bundle", str(run), str(run / "export" / "saunet_int8_ptq.tflite"), "--dest", str(models)
+    )
     assert bundled.returncode == 0, bundled.stderr
     notes = tmp_path / "notes.md"
     notes.write_text("Where it falls short: everywhere (a one-epoch test run).\n")
     report_file = next(reports.glob("*.json"))
-    result = saunet("saunet.benchmarks.model_card", "--record", str(run), "--bench", str(report_file),
-                    "--notes", str(notes), "--models", str(models))
+    result = saunet(
+        "saunet.benchmarks.model_card",
+        "--record",
+        str(run),
+        "--bench",
+        str(report_file),
+        "--notes",
+        str(notes),
+        "--models",
+        str(models),
+    )
     assert result.returncode == 0, result.stderr
     card = (models / "MODEL_CARD.md").read_text()
 
     lcc = rows_of(reports)["tflite int8-ptq"]["scores"]["dice_3d_lcc"]["mean"]
     assert f"int8 model. {'Met' if lcc >= 0.85 else 'Missed'}: {lcc:.3f}**" in card, "goal line from the report"
-    low, high = bootstrap_interval([p["dice_3d_lcc"] for p in rows_of(reports)["tflite int8-ptq"]["scores"]["per_patient"]])
-    reading = "lies below the goal" if high < 0.85 else "lies above the goal" if low > 0.85 else "the goal lies inside it"
-    assert f"patients is {low:.3f} to\n{high:.3f}: " in card and reading in card, "the goal read against the interval of the int8 mean"
+    low, high = bootstrap_interval(
+        [p["dice_3d_lcc"] for p in rows_of(reports)["tflite int8-ptq"]["scores"]["per_patient"]]
+    )
+    reading = (
+        "lies below the goal" if high < 0.85 else "lies above the goal" if low > 0.85 else "the goal lies inside it"
+    )
+    assert f"patients is {low:.3f} to\n{high:.3f}: " in card and reading in card, (
+        "the goal read against the interval of the int8 mean"
+    )
     assert "| int8 PTQ (bundled) |" in card, "the bundled file's kind"
     rule = pick_int8(read_reports(run / "export"))
-    assert ("Bundled: the **int8 PTQ** file, the rule's pick: mask agreement " in card) == (rule is not None and rule.format == "int8-ptq")
-    assert ("Bundled: the **int8 PTQ** file, named by hand; the rule picks " in card) != \
-        (rule is not None and rule.format == "int8-ptq"), "the card says whether the bundled file is the rule's pick"
+    assert ("Bundled: the **int8 PTQ** file, the rule's pick: mask agreement " in card) == (
+        rule is not None and rule.format == "int8-ptq"
+    )
+    assert ("Bundled: the **int8 PTQ** file, named by hand; the rule picks " in card) != (
+        rule is not None and rule.format == "int8-ptq"
+    ), "the card says whether the bundled file is the rule's pick"
     assert "Where it falls short: everywhere" in card
     assert "| int8 | " in card and "| gate |" in card, "the validation parity table"
     val = json.loads((run / "val-scores.json").read_text())
@@ -161,15 +216,31 @@ def test_model_card_is_written_from_the_run_record_report_and_bundle(quick_repor
     command = training_command(config).replace("\\\n", " ").split()
     assert command[0] == "saunet-train"
     parsed = train.make_context("saunet-train", command[1:]).params
-    assert (parsed["input_size"], parsed["epochs"], parsed["batch_size"], parsed["split_text"], parsed["seed"]) == \
-        (32, 1, 8, "0.6/0.2/0.2", 0), "the card's command should make the run's config again"
+    assert (parsed["input_size"], parsed["epochs"], parsed["batch_size"], parsed["split_text"], parsed["seed"]) == (
+        32,
+        1,
+        8,
+        "0.6/0.2/0.2",
+        0,
+    ), "the card's command should make the run's config again"
     assert " ".join(command) in " ".join(card.replace("\\\n", " ").split())
 
     other = json.loads(report_file.read_text())
     other["run"] = "another-run"
     (tmp_path / "other.json").write_text(json.dumps(other))
-    refused = saunet("saunet.benchmarks.model_card", "--record", str(run), "--bench", str(tmp_path / "other.json"),
-                     "--notes", str(notes), "--models", str(models), "--out", str(tmp_path / "card.md"))
+    refused = saunet(
+        "saunet.benchmarks.model_card",
+        "--record",
+        str(run),
+        "--bench",
+        str(tmp_path / "other.json"),
+        "--notes",
+        str(notes),
+        "--models",
+        str(models),
+        "--out",
+        str(tmp_path / "card.md"),
+    )
     assert refused.returncode == 1 and not (tmp_path / "card.md").exists()
     assert refused.stderr.strip().splitlines()[-1].startswith("error: not one run: ")
 

@@ -1,4 +1,5 @@
 """Parts of saunet-bench on tiny models, without a trained run: the floor's layers, ONNX int8, the CPU's ISA."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,8 +20,9 @@ from saunet.training.model import build_saunet
 def test_floor_has_one_layer_model_per_distinct_convolution_counted_as_often_as_it_occurs() -> None:
     spec = model_spec("seed", Preprocessing(input_size=32))
     model = without_dropblock(build_saunet(spec), spec, batch_size=1)
-    convolutions = [layer for layer in model.layers
-                    if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose))]
+    convolutions = [
+        layer for layer in model.layers if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose))
+    ]
     layers, counts = conv_layers(model)
     assert sum(counts) == len(convolutions) and len(layers) < len(convolutions), "repeated shapes are timed once"
     x = np.random.default_rng(0).uniform(0, 1, (1, 32, 32, 3)).astype(np.float32)
@@ -56,8 +58,11 @@ def test_onnx_int8_is_qdq_and_close_to_the_float_model(tmp_path: Path) -> None:
 
 
 def test_isa_features_read_the_cpu_flags() -> None:
-    assert isa_features({"avx2", "avx512_vnni", "amx_tile", "amx_int8", "sse4_2"}) == \
-        {"AVX2": True, "AVX-512 VNNI": True, "AMX": True}
+    assert isa_features({"avx2", "avx512_vnni", "amx_tile", "amx_int8", "sse4_2"}) == {
+        "AVX2": True,
+        "AVX-512 VNNI": True,
+        "AMX": True,
+    }
     assert isa_features({"avx2", "avx_vnni", "amx_tile"}) == {"AVX2": True, "AVX-512 VNNI": False, "AMX": False}
     assert isa_features(set()) == {"AVX2": False, "AVX-512 VNNI": False, "AMX": False}
 
@@ -68,9 +73,16 @@ def test_floor_ratio_is_latency_over_the_rows_own_floor() -> None:
 
     row = Row("tflite int8", "tflite", None, floor="litert int8")
     row.results = {1: {"latency_ms": [3.0, 3.0, 3.0], "backend": "x", "peak_rss_mb": 1.0}}
-    floors = {"litert int8": {1: {"chained_ms": [2.5, 2.5, 2.5], "backend": "x", "peak_rss_mb": 1.0,
-                                  "layers": [{"model": "a", "count": 2, "p50_ms": 0.5},
-                                             {"model": "b", "count": 1, "p50_ms": 1.0}]}}}
+    floors = {
+        "litert int8": {
+            1: {
+                "chained_ms": [2.5, 2.5, 2.5],
+                "backend": "x",
+                "peak_rss_mb": 1.0,
+                "layers": [{"model": "a", "count": 2, "p50_ms": 0.5}, {"model": "b", "count": 1, "p50_ms": 1.0}],
+            }
+        }
+    }
     report = build_report([row], floors, {}, 1.0, [1], ["p"], 1, Path("run"), Settings(), 0.0, load=(2.5, 2.75))
     (summary,) = report["rows"]
     assert summary["floor_ratio"] == {1: pytest.approx(1.5)}

@@ -1,4 +1,5 @@
 """The models shipped inside the package: saunet-run works right after install, with no download."""
+
 from __future__ import annotations
 
 import json
@@ -41,8 +42,9 @@ def test_bundled_int8_model_describes_itself() -> None:
 def test_saunet_run_without_model_uses_the_bundled_one(real_slices: Path, tmp_path: Path) -> None:
     """On the bundled test slices the masks must be real segmentations, not just files."""
     out = tmp_path / "out"
-    result = subprocess.run([sys.executable, "-m", "saunet.runtime", str(real_slices), "--out", str(out)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "saunet.runtime", str(real_slices), "--out", str(out)], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads((out / "results.json").read_text())
     assert Path(report["model"]) == INT8 and len(report["results"]) == 9
@@ -73,8 +75,9 @@ def test_bundled_float_and_int8_models_agree(real_slices: Path) -> None:
     assert mask_agreement(int8_masks, float_masks) > 0.99
 
 
-def test_missing_bundled_model_is_a_clear_error(real_slices: Path, tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_bundled_model_is_a_clear_error(
+    real_slices: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(cli, "BUNDLED_MODEL", tmp_path / "absent.tflite")
     result = CliRunner().invoke(cli.main, [str(real_slices), "--out", str(tmp_path / "out")])
     assert result.exit_code == 2
@@ -86,10 +89,28 @@ def test_a_wheel_carries_the_models_and_its_saunet_run_needs_no_tensorflow(real_
     """The tests otherwise run on an editable install, which would hide models left out of the package."""
     # Built from a copy without build/ or *.egg-info, whose stale file lists setuptools would reuse.
     source = tmp_path / "source"
-    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "build", "*.egg-info", "runs", "data", "checkpoints", "saunet-out", "__pycache__", ".*_cache"))
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp_path / "wheel"),
-                            str(source)], capture_output=True, text=True, timeout=600)
+    shutil.copytree(
+        ROOT,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".git",
+            ".venv",
+            "build",
+            "*.egg-info",
+            "runs",
+            "data",
+            "checkpoints",
+            "saunet-out",
+            "__pycache__",
+            ".*_cache",
+        ),
+    )
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp_path / "wheel"), str(source)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert built.returncode == 0, built.stderr
     (wheel,) = (tmp_path / "wheel").glob("saunet-*.whl")
     with zipfile.ZipFile(wheel) as archive:
@@ -102,17 +123,33 @@ def test_a_wheel_carries_the_models_and_its_saunet_run_needs_no_tensorflow(real_
     assert "saunet-run = saunet.runtime.cli:main" in entry_points
     assert "License-Expression: MIT" in metadata.splitlines()
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), "the wheel lacks the LICENSE file"
-    device = [line for line in metadata.splitlines() if line.startswith("Requires-Dist:") and "extra ==" not in line
-              or "extra == \"pi\"" in line]
+    device = [
+        line
+        for line in metadata.splitlines()
+        if line.startswith("Requires-Dist:") and "extra ==" not in line or 'extra == "pi"' in line
+    ]
     assert device and not any("tensorflow" in line for line in device), "a Pi install would pull TensorFlow"
 
     site, out = tmp_path / "site", tmp_path / "out"
-    result = subprocess.run([sys.executable, "-c", BLOCK_TENSORFLOW + f"""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            BLOCK_TENSORFLOW
+            + f"""
 sys.path.insert(0, {str(site)!r})
 from saunet.runtime import cli
 assert cli.__file__.startswith({str(site)!r}), cli.__file__
 cli.main()
-""", str(real_slices), "--out", str(out)], capture_output=True, text=True, timeout=300)
+""",
+            str(real_slices),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads((out / "results.json").read_text())
     assert Path(report["model"]) == site / "saunet" / "runtime" / "models" / "saunet_int8.tflite"

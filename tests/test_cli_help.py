@@ -1,4 +1,5 @@
 """Every command's --help answers without loading TensorFlow, and saunet-export's flags are its formats table."""
+
 from __future__ import annotations
 
 import pytest
@@ -6,12 +7,18 @@ import pytest
 from conftest import BLOCK_TENSORFLOW, run_python
 
 
-@pytest.mark.parametrize("module, command", [
-    ("saunet.training.cli", "train"), ("saunet.training.cli", "evaluate"), ("saunet.quantize.cli", "main"),
-])
+@pytest.mark.parametrize(
+    "module, command",
+    [
+        ("saunet.training.cli", "train"),
+        ("saunet.training.cli", "evaluate"),
+        ("saunet.quantize.cli", "main"),
+    ],
+)
 def test_help_does_not_import_tensorflow(module: str, command: str) -> None:
-    result = run_python(BLOCK_TENSORFLOW + f"import sys; sys.argv = ['x', '--help']\nfrom {module} import {command}\n"
-                        f"{command}()")
+    result = run_python(
+        BLOCK_TENSORFLOW + f"import sys; sys.argv = ['x', '--help']\nfrom {module} import {command}\n{command}()"
+    )
     assert result.returncode == 0, result.stderr
     assert "Usage:" in result.stdout and "blocked" not in result.stderr
 

@@ -1,4 +1,5 @@
 """The variants rule 2 of docs/experiments.md compares: mirrored averaging and hole filling."""
+
 from __future__ import annotations
 
 import numpy as np

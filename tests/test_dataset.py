@@ -1,4 +1,5 @@
 """Tests for saunet.training.dataset (numpy only): finding, checking, splitting and loading slices."""
+
 from __future__ import annotations
 
 import csv
@@ -12,7 +13,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import write_dataset
 from saunet.runtime import preprocess
 from saunet.runtime.metrics import dice
 from saunet.runtime.preprocess import InputError, read_image, resize_probability
@@ -29,11 +29,21 @@ from saunet.training.dataset import (
     training_mask,
 )
 
+from conftest import write_dataset
 
 # --- helpers ------------------------------------------------------------------
 
-def write_pair(folder: Path, stem: str, size: int = 16, suffix: str = ".png", mask_size: int | None = None,
-               seed: int = 0, image: bool = True, mask: bool = True) -> tuple[Path, Path]:
+
+def write_pair(
+    folder: Path,
+    stem: str,
+    size: int = 16,
+    suffix: str = ".png",
+    mask_size: int | None = None,
+    seed: int = 0,
+    image: bool = True,
+    mask: bool = True,
+) -> tuple[Path, Path]:
     """Writes <folder>/<stem><suffix> (RGB noise) and <stem>_mask<suffix> (a square of 255)."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -43,7 +53,7 @@ def write_pair(folder: Path, stem: str, size: int = 16, suffix: str = ".png", ma
     if mask:
         side = mask_size or size
         pixels = np.zeros((side, side), np.uint8)
-        pixels[side // 4: side // 2, side // 4: side // 2] = 255
+        pixels[side // 4 : side // 2, side // 4 : side // 2] = 255
         Image.fromarray(pixels).save(mask_path)
     return image_path, mask_path
 
@@ -56,6 +66,7 @@ def one_line_naming(error: BaseException, path: Path) -> str:
 
 
 # --- find_cases ---------------------------------------------------------------
+
 
 def test_find_cases_kaggle_layout_tiff(dataset: Path) -> None:
     cases = find_cases(dataset)
@@ -113,13 +124,20 @@ def test_data_csv_joined_by_patient_id(tmp_path: Path, where: str) -> None:
         writer.writerow(["TCGA_YY_9999", "1", "30"])  # no such case: ignored
     root = base if where == "kaggle_3m" else base.parent
     cases = {c.name: c for c in find_cases(root)}
-    assert set(cases) == {"TCGA_XX_1000_20000101", "TCGA_XX_1000_20050505", "TCGA_XX_1001_20000102",
-                          "TCGA_XX_1002_20000103"}
+    assert set(cases) == {
+        "TCGA_XX_1000_20000101",
+        "TCGA_XX_1000_20050505",
+        "TCGA_XX_1001_20000102",
+        "TCGA_XX_1002_20000103",
+    }
     expected = {"Patient": "TCGA_XX_1000", "RNASeqCluster": "2", "age_at_initial_pathologic": "45"}
     assert cases["TCGA_XX_1000_20000101"].info == expected
     assert cases["TCGA_XX_1000_20050505"].info == expected
-    assert cases["TCGA_XX_1001_20000102"].info == {"Patient": "TCGA_XX_1001", "RNASeqCluster": "",
-                                                   "age_at_initial_pathologic": "61"}
+    assert cases["TCGA_XX_1001_20000102"].info == {
+        "Patient": "TCGA_XX_1001",
+        "RNASeqCluster": "",
+        "age_at_initial_pathologic": "61",
+    }
     assert cases["TCGA_XX_1002_20000103"].info == {}
 
 
@@ -130,18 +148,22 @@ def test_data_csv_with_byte_order_mark_is_joined(tmp_path: Path) -> None:
     assert case.info == {"Patient": "TCGA_XX_1000", "age": "45"}
 
 
-@pytest.mark.parametrize("name, patient", [
-    ("TCGA_CS_6186_20000601", "TCGA_CS_6186"),
-    ("TCGA_HT_A61A_20000127", "TCGA_HT_A61A"),
-    ("TCGA_CS_6186", "TCGA_CS_6186"),  # already a patient id
-    ("brain_case_7_b", "brain_case_7_b"),  # not a TCGA name: the case is its own patient
-    ("case1", "case1"),
-])
+@pytest.mark.parametrize(
+    "name, patient",
+    [
+        ("TCGA_CS_6186_20000601", "TCGA_CS_6186"),
+        ("TCGA_HT_A61A_20000127", "TCGA_HT_A61A"),
+        ("TCGA_CS_6186", "TCGA_CS_6186"),  # already a patient id
+        ("brain_case_7_b", "brain_case_7_b"),  # not a TCGA name: the case is its own patient
+        ("case1", "case1"),
+    ],
+)
 def test_case_patient(name: str, patient: str) -> None:
     assert Case(name, []).patient == patient
 
 
 # --- bad input ------------------------------------------------------------------
+
 
 def test_missing_folder(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere"
@@ -175,10 +197,13 @@ def test_folder_without_pairs(tmp_path: Path, content: str) -> None:
     assert len(bad.problems) == (1 if content == "images only" else 0)
 
 
-@pytest.mark.parametrize("removed, named, problem", [
-    ("_3_mask.tif", "_3.tif", "without its mask"),
-    ("_3.tif", "_3_mask.tif", "mask without its image"),
-])
+@pytest.mark.parametrize(
+    "removed, named, problem",
+    [
+        ("_3_mask.tif", "_3.tif", "without its mask"),
+        ("_3.tif", "_3_mask.tif", "mask without its image"),
+    ],
+)
 def test_unpaired_file_is_named(dataset: Path, removed: str, named: str, problem: str) -> None:
     case = dataset / "TCGA_XX_1000_20000101"
     (case / f"{case.name}{removed}").unlink()
@@ -199,8 +224,11 @@ def test_corrupt_file_on_load_case(dataset: Path, damage: str) -> None:
     cases = find_cases(dataset)  # finding only looks at names
     corrupt = cases[2].slices[4].image
     content = corrupt.read_bytes()
-    corrupt.write_bytes({"garbage": b"this is not a TIFF file\x00\xff" * 20, "truncated": content[: len(content) // 2],
-                         "empty": b""}[damage])
+    corrupt.write_bytes(
+        {"garbage": b"this is not a TIFF file\x00\xff" * 20, "truncated": content[: len(content) // 2], "empty": b""}[
+            damage
+        ]
+    )
     load_case(cases[0], 32)  # other cases still load
     with pytest.raises(DataError) as error:
         load_case(cases[2], 32)
@@ -264,6 +292,7 @@ def test_skip_bad_goes_on_and_counts_each_problem(dataset: Path, capsys: pytest.
 
 # --- intensity normalisation ---------------------------------------------------
 
+
 def test_channel_median_makes_a_dim_channel_look_like_the_others(real_slices: Path) -> None:
     """A scan whose FLAIR was stored at a third of the usual level normalises to nearly the usual scan."""
     scan = read_image(real_slices / "TCGA_CS_6186_20000601_16.png")
@@ -281,23 +310,29 @@ def test_channel_median_makes_a_dim_channel_look_like_the_others(real_slices: Pa
 
 def test_channel_median_equals_the_plain_formula_the_bundled_model_was_trained_with(real_slices: Path) -> None:
     """The histogram median and lookup tables are speed-ups: the pixels must stay equal to the bit."""
+
     def plain(pixels: np.ndarray) -> np.ndarray:
         head = pixels.max(axis=-1) > preprocess.HEAD_LEVEL
         if head.sum() < preprocess.MIN_HEAD_PIXELS:
             return pixels
         medians = np.median(pixels[head], axis=0).astype(np.float32)
-        gains = np.clip(np.float32(preprocess.TARGET_MEDIAN) / np.maximum(medians, 1),
-                        1 / preprocess.MAX_GAIN, preprocess.MAX_GAIN).astype(np.float32)
+        gains = np.clip(
+            np.float32(preprocess.TARGET_MEDIAN) / np.maximum(medians, 1), 1 / preprocess.MAX_GAIN, preprocess.MAX_GAIN
+        ).astype(np.float32)
         return np.clip(np.rint(pixels * gains), 0, 255).astype(np.uint8)
 
     rng = np.random.default_rng(0)
     scans = [read_image(p) for p in sorted(real_slices.glob("*[0-9].png"))]
-    scans += [(rng.integers(0, 256, (rng.integers(9, 60), rng.integers(9, 60), 3)) // rng.integers(1, 40)).astype(np.uint8)
-              for _ in range(300)]  # odd and even head counts, dim and bright channels, gains at both limits
+    scans += [
+        (rng.integers(0, 256, (rng.integers(9, 60), rng.integers(9, 60), 3)) // rng.integers(1, 40)).astype(np.uint8)
+        for _ in range(300)
+    ]  # odd and even head counts, dim and bright channels, gains at both limits
     for scan in scans:
         np.testing.assert_array_equal(preprocess.normalise_intensity(scan, "channel-median"), plain(scan))
     values = rng.integers(0, 256, 1001).astype(np.uint8)
-    assert preprocess.uint8_median(values) == np.median(values) and preprocess.uint8_median(values[:-1]) == np.median(values[:-1])
+    assert preprocess.uint8_median(values) == np.median(values) and preprocess.uint8_median(values[:-1]) == np.median(
+        values[:-1]
+    )
 
 
 def test_channel_median_limits_its_gain_and_leaves_near_empty_slices() -> None:
@@ -332,8 +367,9 @@ def test_model_input_is_resized_then_normalised_then_scaled(real_slices: Path) -
 
 # --- read_image ---------------------------------------------------------------
 
+
 def test_read_image_16_bit_grayscale_png(tmp_path: Path) -> None:
-    pixels = (np.arange(256, dtype=np.uint16).reshape(16, 16) * 100)  # max 25,500 -> 255
+    pixels = np.arange(256, dtype=np.uint16).reshape(16, 16) * 100  # max 25,500 -> 255
     Image.fromarray(pixels).save(tmp_path / "scan16.png")
     assert Image.open(tmp_path / "scan16.png").mode.startswith("I")
     image = read_image(tmp_path / "scan16.png")
@@ -399,6 +435,7 @@ def test_decompression_bomb_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 # --- split_cases --------------------------------------------------------------
 
+
 def patient_names(patients: int, studies: int = 1, institution: str = "XX") -> list[str]:
     """Case names of `patients` patients, with `studies` case folders (dates) each for every third one."""
     names = []
@@ -451,28 +488,34 @@ def test_split_is_deterministic_for_a_seed_and_differs_for_another() -> None:
     assert split_cases(names, (0.7, 0.15, 0.15)) == split_cases(names, (0.7, 0.15, 0.15), seed=0)
 
 
-@pytest.mark.parametrize("fractions, counts", [
-    ((0.7, 0.15, 0.15), (14, 3, 3)),
-    ((0.85, 0.10, 0.05), (17, 2, 1)),
-    ((0.8, 0.2, 0.0), (16, 4, 0)),
-    ((0.5, 0.25, 0.25), (10, 5, 5)),
-    ((0.98, 0.01, 0.01), (18, 1, 1)),  # a positive fraction gets at least one patient
-])
+@pytest.mark.parametrize(
+    "fractions, counts",
+    [
+        ((0.7, 0.15, 0.15), (14, 3, 3)),
+        ((0.85, 0.10, 0.05), (17, 2, 1)),
+        ((0.8, 0.2, 0.0), (16, 4, 0)),
+        ((0.5, 0.25, 0.25), (10, 5, 5)),
+        ((0.98, 0.01, 0.01), (18, 1, 1)),  # a positive fraction gets at least one patient
+    ],
+)
 def test_split_counts_follow_fractions(fractions: tuple, counts: tuple) -> None:
     names = patient_names(20, studies=2)
     split = split_cases(names, fractions, seed=3)
     assert tuple(len(patients_of(split[s])) for s in ("train", "val", "test")) == counts
 
 
-@pytest.mark.parametrize("fractions", [
-    (0.5, 0.5),
-    (0.5, 0.25, 0.25, 0.0),
-    (0.7, 0.2, 0.2),
-    (0.6, 0.2, 0.1),
-    (1.2, -0.1, -0.1),
-    (0.8, 0.3, -0.1),
-    (math.inf, 0.0, 0.0),
-])
+@pytest.mark.parametrize(
+    "fractions",
+    [
+        (0.5, 0.5),
+        (0.5, 0.25, 0.25, 0.0),
+        (0.7, 0.2, 0.2),
+        (0.6, 0.2, 0.1),
+        (1.2, -0.1, -0.1),
+        (0.8, 0.3, -0.1),
+        (math.inf, 0.0, 0.0),
+    ],
+)
 def test_invalid_fractions_rejected(fractions: tuple) -> None:
     with pytest.raises(ValueError, match="fractions"):
         split_cases(patient_names(10), fractions)
@@ -490,6 +533,7 @@ def test_too_few_patients_for_the_split() -> None:
 
 
 # --- load_case ----------------------------------------------------------------
+
 
 @pytest.mark.parametrize("size", [16, 32, 48])
 def test_load_case_resizes_and_masks_are_binary(dataset: Path, size: int) -> None:
@@ -514,6 +558,7 @@ def test_load_case_of_real_png_slices(real_slices: Path) -> None:
 
 
 # --- training_mask --------------------------------------------------------------
+
 
 def test_area_targets_are_tumour_shares_on_the_images_grid() -> None:
     """256 -> 128 -> 256 as saunet-run maps a prediction back: an area target returns the
@@ -542,7 +587,7 @@ def test_area_targets_come_back_closer_than_nearest_ones() -> None:
     for _ in range(40):
         mask = np.zeros((256, 256), np.uint8)
         (y, x), (h, w) = rng.integers(20, 200, 2), rng.integers(3, 25, 2)
-        mask[y:y + h, x:x + w] = 1
+        mask[y : y + h, x : x + w] = 1
         for targets, got in scores.items():
             back = resize_probability(training_mask(mask, 128, targets).astype(np.float32), 256, 256) >= 0.5
             got.append(dice(back, mask))
@@ -568,20 +613,45 @@ def test_resolution_ceiling_scores_both_targets_of_a_runs_split(dataset: Path, t
     run.mkdir()
     (run / "split.json").write_text(json.dumps({"train": names[2:], "val": names[:2], "test": []}))
     report = tmp_path / "ceiling.json"
-    result = subprocess.run([sys.executable, "-m", "saunet.benchmarks.resolution_ceiling", "--data", str(dataset),
-                             "--run", str(run), "--split", "val", "--size", "16", "--json", str(report)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "saunet.benchmarks.resolution_ceiling",
+            "--data",
+            str(dataset),
+            "--run",
+            str(run),
+            "--split",
+            "val",
+            "--size",
+            "16",
+            "--json",
+            str(report),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert "2 val case(s)" in result.stdout
     scores = json.loads(report.read_text())["dice_3d"]
     assert 0.5 < scores["nearest"]["mean"] < scores["area"]["mean"] <= 1.0
-    missing = subprocess.run([sys.executable, "-m", "saunet.benchmarks.resolution_ceiling", "--data", str(dataset),
-                              "--run", str(tmp_path)], capture_output=True, text=True, timeout=120)
-    assert missing.returncode != 0 and missing.stderr.strip() == f"error: {tmp_path / 'split.json'}: missing; " \
-        "pass --split all, or a model inside a run folder"
+    missing = subprocess.run(
+        [sys.executable, "-m", "saunet.benchmarks.resolution_ceiling", "--data", str(dataset), "--run", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (
+        missing.returncode != 0
+        and missing.stderr.strip()
+        == f"error: {tmp_path / 'split.json'}: missing; pass --split all, or a model inside a run folder"
+    )
 
 
 # --- fold_split -----------------------------------------------------------------
+
 
 @pytest.mark.parametrize("folds", [2, 5])
 def test_folds_validate_every_non_test_patient_once_and_keep_the_single_runs_test_set(folds: int) -> None:

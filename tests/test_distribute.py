@@ -1,4 +1,5 @@
 """The same training code under tf.distribute: mirrored over two devices, and multi-worker."""
+
 from __future__ import annotations
 
 import json
@@ -43,12 +44,29 @@ def test_multi_worker_as_two_local_processes(dataset: Path, tmp_path: Path) -> N
     for index in range(2):
         config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
         env = {**os.environ, "TF_CONFIG": json.dumps(config)}
-        processes.append(subprocess.Popen(
-            [sys.executable, "-m", "saunet.training", "train", "--data", str(dataset), "--out", str(run),
-             "--strategy", "multi-worker", *TINY],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
+        processes.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "saunet.training",
+                    "train",
+                    "--data",
+                    str(dataset),
+                    "--out",
+                    str(run),
+                    "--strategy",
+                    "multi-worker",
+                    *TINY,
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+        )
     outputs = [p.communicate(timeout=600) for p in processes]
-    for process, (out, err) in zip(processes, outputs):
+    for process, (_, err) in zip(processes, outputs):
         assert process.returncode == 0, err[-3000:]
     assert "MultiWorkerMirroredStrategy, 2 replica(s)" in outputs[0][0]
     assert json.loads((run / "state.json").read_text())["epoch"] == 1

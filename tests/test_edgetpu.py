@@ -1,5 +1,6 @@
 """The Edge TPU static check, rule by rule: a tiny int8 model that breaks each rule of the published
 table and one that keeps it (saunet.quantize.edgetpu)."""
+
 from __future__ import annotations  # noqa: I001  (saunet.quantize selects Keras 2 before TensorFlow)
 
 from pathlib import Path
@@ -33,8 +34,9 @@ def int8_keras(model: keras.Model) -> bytes:
 def _quantize(converter, shapes, float_io: bool) -> bytes:
     rng = np.random.default_rng(1)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([rng.uniform(-1, 1, s).astype(np.float32) for s in shapes]
-                                                for _ in range(4))
+    converter.representative_dataset = lambda: (
+        [rng.uniform(-1, 1, s).astype(np.float32) for s in shapes] for _ in range(4)
+    )
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     if not float_io:
         converter.inference_input_type = converter.inference_output_type = tf.int8
@@ -46,9 +48,12 @@ def patched(flatbuffer: bytes, op: str, **fields) -> bytes:
     tree = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
     code = getattr(schema.BuiltinOperator, op)
     graph = tree.subgraphs[0]
-    target = next(o for o in graph.operators
-                  if max(tree.operatorCodes[o.opcodeIndex].builtinCode,
-                         tree.operatorCodes[o.opcodeIndex].deprecatedBuiltinCode) == code)
+    target = next(
+        o
+        for o in graph.operators
+        if max(tree.operatorCodes[o.opcodeIndex].builtinCode, tree.operatorCodes[o.opcodeIndex].deprecatedBuiltinCode)
+        == code
+    )
     for name, value in fields.items():
         setattr(target.builtinOptions, name, value)
     return bytes(flatbuffer_utils.convert_object_to_bytearray(tree))
@@ -64,9 +69,11 @@ def reasons(flatbuffer: bytes, op: str) -> list[str]:
 def conv(dilations, depthwise=False):
     def fn(x):
         if depthwise:
-            return tf.raw_ops.DepthwiseConv2dNative(input=x, filter=FILTERS[:, :, :, :1], strides=[1, 1, 1, 1],
-                                                    padding="SAME", dilations=[1, *dilations, 1])
+            return tf.raw_ops.DepthwiseConv2dNative(
+                input=x, filter=FILTERS[:, :, :, :1], strides=[1, 1, 1, 1], padding="SAME", dilations=[1, *dilations, 1]
+            )
         return tf.nn.conv2d(x, FILTERS, 1, "SAME", dilations=[1, *dilations, 1])
+
     return fn
 
 
@@ -75,77 +82,169 @@ BATCH = (2, 4, 8)  # a batch of 2 in a 3-D tensor: only the batch rule of the op
 
 CASES = {
     # rule: (breaking model, op, expected reason), (keeping model, op)
-    "operation table": ((lambda: int8(lambda x: tf.nn.leaky_relu(x, 0.2), X), "LEAKY_RELU", "not in the Edge TPU"),
-                        (lambda: int8(tf.nn.relu6, X), "RELU6")),
-    "int8 tensors": ((lambda: int8(tf.nn.relu6, X, float_io=True), "QUANTIZE", "is float32, not 8-bit"),
-                     (lambda: int8(tf.nn.relu6, X), "RELU6")),
-    "static shapes": ((lambda: int8(tf.nn.relu6, X, dynamic_batch=True), "RELU6", "dynamic shape"),
-                      (lambda: int8(tf.nn.relu6, X), "RELU6")),
-    "3 innermost dimensions": ((lambda: int8(tf.nn.relu6, (2, 4, 4, 8)), "RELU6", "only the 3 innermost"),
-                               (lambda: int8(tf.nn.relu6, X), "RELU6")),
-    "MEAN batch": ((lambda: int8(lambda x: tf.reduce_mean(x, 0, keepdims=True), BATCH), "MEAN", "batch dimension"),
-                   (lambda: int8(lambda x: tf.reduce_mean(x, [1, 2], keepdims=True), X), "MEAN")),
-    "MEAN z depth": ((lambda: int8(lambda x: tf.reduce_mean(x, -1, keepdims=True), (1, 4, 4, 6)), "MEAN",
-                      "depth 6, not a multiple of 4"),
-                     (lambda: int8(lambda x: tf.reduce_mean(x, -1, keepdims=True), X), "MEAN")),
-    "REDUCE_MAX": ((lambda: int8(lambda x: tf.reduce_max(x, 0, keepdims=True), BATCH), "REDUCE_MAX",
-                    "operates on the batch"),
-                   (lambda: int8(lambda x: tf.reduce_max(x, -1, keepdims=True), (1, 4, 4, 6)), "REDUCE_MAX")),
-    "REDUCE_MIN": ((lambda: int8(lambda x: tf.reduce_min(x, 0, keepdims=True), BATCH), "REDUCE_MIN",
-                    "operates on the batch"),
-                   (lambda: int8(lambda x: tf.reduce_min(x, -1, keepdims=True), (1, 4, 4, 6)), "REDUCE_MIN")),
-    "SUM": ((lambda: int8(lambda x: tf.reduce_sum(x, 0, keepdims=True), BATCH), "SUM", "operates on the batch"),
-            (lambda: int8(lambda x: tf.reduce_sum(x, -1, keepdims=True), (1, 4, 4, 6)), "SUM")),
+    "operation table": (
+        (lambda: int8(lambda x: tf.nn.leaky_relu(x, 0.2), X), "LEAKY_RELU", "not in the Edge TPU"),
+        (lambda: int8(tf.nn.relu6, X), "RELU6"),
+    ),
+    "int8 tensors": (
+        (lambda: int8(tf.nn.relu6, X, float_io=True), "QUANTIZE", "is float32, not 8-bit"),
+        (lambda: int8(tf.nn.relu6, X), "RELU6"),
+    ),
+    "static shapes": (
+        (lambda: int8(tf.nn.relu6, X, dynamic_batch=True), "RELU6", "dynamic shape"),
+        (lambda: int8(tf.nn.relu6, X), "RELU6"),
+    ),
+    "3 innermost dimensions": (
+        (lambda: int8(tf.nn.relu6, (2, 4, 4, 8)), "RELU6", "only the 3 innermost"),
+        (lambda: int8(tf.nn.relu6, X), "RELU6"),
+    ),
+    "MEAN batch": (
+        (lambda: int8(lambda x: tf.reduce_mean(x, 0, keepdims=True), BATCH), "MEAN", "batch dimension"),
+        (lambda: int8(lambda x: tf.reduce_mean(x, [1, 2], keepdims=True), X), "MEAN"),
+    ),
+    "MEAN z depth": (
+        (
+            lambda: int8(lambda x: tf.reduce_mean(x, -1, keepdims=True), (1, 4, 4, 6)),
+            "MEAN",
+            "depth 6, not a multiple of 4",
+        ),
+        (lambda: int8(lambda x: tf.reduce_mean(x, -1, keepdims=True), X), "MEAN"),
+    ),
+    "REDUCE_MAX": (
+        (lambda: int8(lambda x: tf.reduce_max(x, 0, keepdims=True), BATCH), "REDUCE_MAX", "operates on the batch"),
+        (lambda: int8(lambda x: tf.reduce_max(x, -1, keepdims=True), (1, 4, 4, 6)), "REDUCE_MAX"),
+    ),
+    "REDUCE_MIN": (
+        (lambda: int8(lambda x: tf.reduce_min(x, 0, keepdims=True), BATCH), "REDUCE_MIN", "operates on the batch"),
+        (lambda: int8(lambda x: tf.reduce_min(x, -1, keepdims=True), (1, 4, 4, 6)), "REDUCE_MIN"),
+    ),
+    "SUM": (
+        (lambda: int8(lambda x: tf.reduce_sum(x, 0, keepdims=True), BATCH), "SUM", "operates on the batch"),
+        (lambda: int8(lambda x: tf.reduce_sum(x, -1, keepdims=True), (1, 4, 4, 6)), "SUM"),
+    ),
     "CONCATENATION activation": (
-        (lambda: patched(int8(lambda x, y: tf.concat([x, y], -1), X, X), "CONCATENATION",
-                         fusedActivationFunction=schema.ActivationFunctionType.RELU),
-         "CONCATENATION", "fused activation"),
-        (lambda: int8(lambda x, y: tf.concat([x, y], -1), X, X), "CONCATENATION")),
+        (
+            lambda: patched(
+                int8(lambda x, y: tf.concat([x, y], -1), X, X),
+                "CONCATENATION",
+                fusedActivationFunction=schema.ActivationFunctionType.RELU,
+            ),
+            "CONCATENATION",
+            "fused activation",
+        ),
+        (lambda: int8(lambda x, y: tf.concat([x, y], -1), X, X), "CONCATENATION"),
+    ),
     "CONCATENATION non-zero constant": (
-        (lambda: int8(lambda x: tf.concat([x, tf.fill((1, 4, 4, 4), 0.5)], -1), X), "CONCATENATION",
-         "constant input"),
-        (lambda: int8(lambda x: tf.concat([x, tf.zeros((1, 4, 4, 4))], -1), X), "CONCATENATION")),
+        (lambda: int8(lambda x: tf.concat([x, tf.fill((1, 4, 4, 4), 0.5)], -1), X), "CONCATENATION", "constant input"),
+        (lambda: int8(lambda x: tf.concat([x, tf.zeros((1, 4, 4, 4))], -1), X), "CONCATENATION"),
+    ),
     "CONCATENATION zero constant of 3 inputs": (
-        (lambda: int8(lambda x, y: tf.concat([x, tf.zeros((1, 4, 4, 4)), y], -1), X, X), "CONCATENATION",
-         "constant input"),
-        (lambda: int8(lambda x: tf.concat([tf.zeros((1, 4, 4, 4)), x], -1), X), "CONCATENATION")),
-    "CONV_2D dilation": ((lambda: int8(conv((2, 1)), X), "CONV_2D", "same dilation in x and y"),
-                         (lambda: int8(conv((2, 2)), X), "CONV_2D")),
-    "DEPTHWISE_CONV_2D dilation": ((lambda: int8(conv((1, 2), True), X), "DEPTHWISE_CONV_2D", "same dilation"),
-                                   (lambda: int8(conv((2, 2), True), X), "DEPTHWISE_CONV_2D")),
+        (
+            lambda: int8(lambda x, y: tf.concat([x, tf.zeros((1, 4, 4, 4)), y], -1), X, X),
+            "CONCATENATION",
+            "constant input",
+        ),
+        (lambda: int8(lambda x: tf.concat([tf.zeros((1, 4, 4, 4)), x], -1), X), "CONCATENATION"),
+    ),
+    "CONV_2D dilation": (
+        (lambda: int8(conv((2, 1)), X), "CONV_2D", "same dilation in x and y"),
+        (lambda: int8(conv((2, 2)), X), "CONV_2D"),
+    ),
+    "DEPTHWISE_CONV_2D dilation": (
+        (lambda: int8(conv((1, 2), True), X), "DEPTHWISE_CONV_2D", "same dilation"),
+        (lambda: int8(conv((2, 2), True), X), "DEPTHWISE_CONV_2D"),
+    ),
     "MAX_POOL_2D activation": (
-        (lambda: patched(int8(lambda x: tf.nn.max_pool2d(x, 2, 2, "VALID"), X), "MAX_POOL_2D",
-                         fusedActivationFunction=schema.ActivationFunctionType.RELU), "MAX_POOL_2D", "fused"),
-        (lambda: int8(lambda x: tf.nn.max_pool2d(x, 2, 2, "VALID"), X), "MAX_POOL_2D")),
+        (
+            lambda: patched(
+                int8(lambda x: tf.nn.max_pool2d(x, 2, 2, "VALID"), X),
+                "MAX_POOL_2D",
+                fusedActivationFunction=schema.ActivationFunctionType.RELU,
+            ),
+            "MAX_POOL_2D",
+            "fused",
+        ),
+        (lambda: int8(lambda x: tf.nn.max_pool2d(x, 2, 2, "VALID"), X), "MAX_POOL_2D"),
+    ),
     "AVERAGE_POOL_2D activation": (
-        (lambda: patched(int8(lambda x: tf.nn.avg_pool2d(x, 2, 2, "VALID"), X), "AVERAGE_POOL_2D",
-                         fusedActivationFunction=schema.ActivationFunctionType.RELU6), "AVERAGE_POOL_2D", "fused"),
-        (lambda: int8(lambda x: tf.nn.avg_pool2d(x, 2, 2, "VALID"), X), "AVERAGE_POOL_2D")),
-    "PACK": ((lambda: int8(lambda x, y: tf.stack([x, y], 0), (4, 8), (4, 8)), "PACK", "packs in the batch"),
-             (lambda: int8(lambda x, y: tf.stack([x, y], -1), (4, 8), (4, 8)), "PACK")),
-    "PAD": ((lambda: int8(lambda x: tf.pad(x, [[1, 0], [0, 0], [0, 0]]), BATCH), "PAD", "pads the batch"),
-            (lambda: int8(lambda x: tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]]), X), "PAD")),
-    "SPLIT": ((lambda: int8(lambda x: tuple(tf.split(x, 2, 0)), BATCH), "SPLIT", "splits in the batch"),
-              (lambda: int8(lambda x: tuple(tf.split(x, 2, -1)), X), "SPLIT")),
-    "STRIDED_SLICE": ((lambda: int8(lambda x: x[:, ::2], X), "STRIDED_SLICE", "strides other than 1"),
-                      (lambda: int8(lambda x: x[:, 1:3, :, ::1] + 0, X), "STRIDED_SLICE")),
-    "SOFTMAX 1-D": ((lambda: int8(tf.nn.softmax, (1, 4, 8)), "SOFTMAX", "is not 1-D"),
-                    (lambda: int8(tf.nn.softmax, (1, 16)), "SOFTMAX")),
-    "SOFTMAX 16,000 elements": ((lambda: int8(tf.nn.softmax, (1, 16001)), "SOFTMAX", "more than 16,000"),
-                                (lambda: int8(tf.nn.softmax, (1, 16000)), "SOFTMAX")),
-    "FULLY_CONNECTED output": ((lambda: int8(lambda x: tf.matmul(x, FILTERS[0, 0]), (3, 8)), "FULLY_CONNECTED",
-                                "not one-dimensional"),
-                               (lambda: int8(lambda x: tf.matmul(x, FILTERS[0, 0]), (1, 8)), "FULLY_CONNECTED")),
+        (
+            lambda: patched(
+                int8(lambda x: tf.nn.avg_pool2d(x, 2, 2, "VALID"), X),
+                "AVERAGE_POOL_2D",
+                fusedActivationFunction=schema.ActivationFunctionType.RELU6,
+            ),
+            "AVERAGE_POOL_2D",
+            "fused",
+        ),
+        (lambda: int8(lambda x: tf.nn.avg_pool2d(x, 2, 2, "VALID"), X), "AVERAGE_POOL_2D"),
+    ),
+    "PACK": (
+        (lambda: int8(lambda x, y: tf.stack([x, y], 0), (4, 8), (4, 8)), "PACK", "packs in the batch"),
+        (lambda: int8(lambda x, y: tf.stack([x, y], -1), (4, 8), (4, 8)), "PACK"),
+    ),
+    "PAD": (
+        (lambda: int8(lambda x: tf.pad(x, [[1, 0], [0, 0], [0, 0]]), BATCH), "PAD", "pads the batch"),
+        (lambda: int8(lambda x: tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]]), X), "PAD"),
+    ),
+    "SPLIT": (
+        (lambda: int8(lambda x: tuple(tf.split(x, 2, 0)), BATCH), "SPLIT", "splits in the batch"),
+        (lambda: int8(lambda x: tuple(tf.split(x, 2, -1)), X), "SPLIT"),
+    ),
+    "STRIDED_SLICE": (
+        (lambda: int8(lambda x: x[:, ::2], X), "STRIDED_SLICE", "strides other than 1"),
+        (lambda: int8(lambda x: x[:, 1:3, :, ::1] + 0, X), "STRIDED_SLICE"),
+    ),
+    "SOFTMAX 1-D": (
+        (lambda: int8(tf.nn.softmax, (1, 4, 8)), "SOFTMAX", "is not 1-D"),
+        (lambda: int8(tf.nn.softmax, (1, 16)), "SOFTMAX"),
+    ),
+    "SOFTMAX 16,000 elements": (
+        (lambda: int8(tf.nn.softmax, (1, 16001)), "SOFTMAX", "more than 16,000"),
+        (lambda: int8(tf.nn.softmax, (1, 16000)), "SOFTMAX"),
+    ),
+    "FULLY_CONNECTED output": (
+        (lambda: int8(lambda x: tf.matmul(x, FILTERS[0, 0]), (3, 8)), "FULLY_CONNECTED", "not one-dimensional"),
+        (lambda: int8(lambda x: tf.matmul(x, FILTERS[0, 0]), (1, 8)), "FULLY_CONNECTED"),
+    ),
     "FULLY_CONNECTED weights format": (
-        (lambda: patched(int8(lambda x: tf.matmul(x, FILTERS[0, 0]), (1, 8)), "FULLY_CONNECTED",
-                         weightsFormat=schema.FullyConnectedOptionsWeightsFormat.SHUFFLED4x16INT8),
-         "FULLY_CONNECTED", "format other than the default"),
-        (lambda: int8(lambda x: tf.matmul(x, FILTERS[0, 0]), (1, 8)), "FULLY_CONNECTED")),
+        (
+            lambda: patched(
+                int8(lambda x: tf.matmul(x, FILTERS[0, 0]), (1, 8)),
+                "FULLY_CONNECTED",
+                weightsFormat=schema.FullyConnectedOptionsWeightsFormat.SHUFFLED4x16INT8,
+            ),
+            "FULLY_CONNECTED",
+            "format other than the default",
+        ),
+        (lambda: int8(lambda x: tf.matmul(x, FILTERS[0, 0]), (1, 8)), "FULLY_CONNECTED"),
+    ),
     "PRELU alpha": (
-        (lambda: int8_keras(keras.Sequential([keras.Input(X[1:], batch_size=1), keras.layers.PReLU(
-            alpha_initializer=keras.initializers.RandomUniform(0.1, 0.3))])), "PRELU", "not 1-dimensional"),
-        (lambda: int8_keras(keras.Sequential([keras.Input(X[1:], batch_size=1), keras.layers.PReLU(
-            alpha_initializer=keras.initializers.RandomUniform(0.1, 0.3), shared_axes=[1, 2])])), "PRELU")),
+        (
+            lambda: int8_keras(
+                keras.Sequential(
+                    [
+                        keras.Input(X[1:], batch_size=1),
+                        keras.layers.PReLU(alpha_initializer=keras.initializers.RandomUniform(0.1, 0.3)),
+                    ]
+                )
+            ),
+            "PRELU",
+            "not 1-dimensional",
+        ),
+        (
+            lambda: int8_keras(
+                keras.Sequential(
+                    [
+                        keras.Input(X[1:], batch_size=1),
+                        keras.layers.PReLU(
+                            alpha_initializer=keras.initializers.RandomUniform(0.1, 0.3), shared_axes=[1, 2]
+                        ),
+                    ]
+                )
+            ),
+            "PRELU",
+        ),
+    ),
 }
 
 

@@ -1,4 +1,5 @@
 """Ensembles, test-time mirroring and paired comparisons: numpy only, as on the device."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,14 +23,17 @@ def brightness(images: np.ndarray) -> np.ndarray:
 def test_mirroring_averages_the_prediction_and_its_mirror_mapped_back() -> None:
     images = np.random.default_rng(0).integers(0, 256, (2, 4, 6, 3), dtype=np.uint8)
     np.testing.assert_allclose(mirrored(left_bright)(images), 0.5)
-    np.testing.assert_allclose(mirrored(brightness)(images), brightness(images), atol=1e-6), \
-        "a pixel-wise model gives the same probability at the same anatomy either way"
+    (
+        np.testing.assert_allclose(mirrored(brightness)(images), brightness(images), atol=1e-6),
+        "a pixel-wise model gives the same probability at the same anatomy either way",
+    )
 
 
 def test_average_of_models_is_their_mean_and_one_model_is_itself() -> None:
     images = np.random.default_rng(1).integers(0, 256, (3, 4, 4, 3), dtype=np.uint8)
-    np.testing.assert_allclose(averaged([left_bright, brightness])(images),
-                               (left_bright(images) + brightness(images)) / 2, atol=1e-6)
+    np.testing.assert_allclose(
+        averaged([left_bright, brightness])(images), (left_bright(images) + brightness(images)) / 2, atol=1e-6
+    )
     assert averaged([brightness]) is brightness
     with pytest.raises(ValueError):
         averaged([])
@@ -57,8 +61,9 @@ def test_device_ensemble_and_mirroring_average_the_models_probabilities(real_sli
     np.testing.assert_allclose(twice.probability, single.probability, atol=1e-6)
     assert twice.invoke_ms > 0 and combined([model], tta=False)(scan).probability.shape == scan.shape[:2]
     mirrored_scan = model.predict(np.ascontiguousarray(scan[:, ::-1])).probability[:, ::-1]
-    np.testing.assert_allclose(combined([model], tta=True)(scan).probability,
-                               (single.probability + mirrored_scan) / 2, atol=1e-6)
+    np.testing.assert_allclose(
+        combined([model], tta=True)(scan).probability, (single.probability + mirrored_scan) / 2, atol=1e-6
+    )
     assert not np.allclose(mirrored_scan, single.probability), "the model is not mirror-symmetric: the test has teeth"
 
 
@@ -71,8 +76,11 @@ def test_saunet_run_takes_several_models_and_tta(real_slices, tmp_path) -> None:
 
     def run(*args: str) -> dict:
         out = tmp_path / str(len(list(tmp_path.iterdir())))
-        result = subprocess.run([sys.executable, "-m", "saunet.runtime", str(real_slices), "--out", str(out), *args],
-                                capture_output=True, text=True)
+        result = subprocess.run(
+            [sys.executable, "-m", "saunet.runtime", str(real_slices), "--out", str(out), *args],
+            capture_output=True,
+            text=True,
+        )
         assert result.returncode == 0, result.stderr
         return json.loads((out / "results.json").read_text())
 

@@ -1,4 +1,5 @@
 """Scoring at the masks' own resolution, whatever the model's input size, and the learning-rate schedule."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -49,8 +50,9 @@ def test_keras_predictor_resizes_in_and_maps_probabilities_back(dataset: Path) -
     probabilities = keras_predictor(model, spec)(images)
     assert model.seen == [(8, 16, 16, 3)], "the model must see the scans at its input size"
     assert probabilities.shape == (8, 32, 32)
-    expected = [resize_probability(resize_image(i, 16)[..., 1].astype(np.float32) * np.float32(1 / 255), 32, 32)
-                for i in images]
+    expected = [
+        resize_probability(resize_image(i, 16)[..., 1].astype(np.float32) * np.float32(1 / 255), 32, 32) for i in images
+    ]
     np.testing.assert_allclose(probabilities, np.stack(expected), rtol=1e-6)
 
 
@@ -79,7 +81,9 @@ def test_a_bundled_model_keeps_its_split_in_the_json_beside_it(tmp_path: Path) -
     from saunet.training.evaluate import split_cases_of
 
     (tmp_path / "saunet_float.keras").write_bytes(b"")
-    (tmp_path / "saunet_float.json").write_text('{"preprocessing": {}, "split": {"train": ["a"], "val": ["b"], "test": ["c"]}}')
+    (tmp_path / "saunet_float.json").write_text(
+        '{"preprocessing": {}, "split": {"train": ["a"], "val": ["b"], "test": ["c"]}}'
+    )
     assert split_cases_of(tmp_path / "saunet_float.keras", "test") == ["c"]
     (tmp_path / "saunet_float.json").write_text('{"preprocessing": {}}')
     with pytest.raises(DataError, match="saunet_float.json: keeps no patient split; pass --split all"):

@@ -1,4 +1,5 @@
 """saunet-export on a tiny run: outputs, parity report, gate, and bad input."""
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,22 @@ def run(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("export")
     data = write_dataset(root / "data", cases=6, slices=8)
     folder = root / "run"
-    result = cli("saunet.training", "train", "--data", str(data), "--out", str(folder), "--epochs", "1",
-                 "--input-size", "32", "--batch-size", "8", "--split", "0.6/0.2/0.2")
+    result = cli(
+        "saunet.training",
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(folder),
+        "--epochs",
+        "1",
+        "--input-size",
+        "32",
+        "--batch-size",
+        "8",
+        "--split",
+        "0.6/0.2/0.2",
+    )
     assert result.returncode == 0, result.stderr
     return folder, data
 
@@ -48,8 +63,10 @@ def test_export_writes_models_and_parity_report(run: tuple[Path, Path], tmp_path
 
     again = cli("saunet.quantize", str(folder), "--float32", "--out", str(tmp_path / "tiny_float32.tflite"))
     assert again.returncode == 1
-    assert again.stderr.strip().splitlines()[-1] == \
-        f"error: {tmp_path / 'tiny_float32.tflite'}: exists; add --force to overwrite it"
+    assert (
+        again.stderr.strip().splitlines()[-1]
+        == f"error: {tmp_path / 'tiny_float32.tflite'}: exists; add --force to overwrite it"
+    )
 
 
 def test_a_failed_gate_exits_2_and_still_writes_the_report(run: tuple[Path, Path], tmp_path: Path) -> None:
@@ -81,6 +98,7 @@ def test_bad_sources_are_one_line_errors(run: tuple[Path, Path], tmp_path: Path,
     elif case == "not-saunet":
         import saunet.training  # noqa: F401
         from saunet.training.keras import keras
+
         inputs = keras.Input((32, 32, 3))
         keras.Model(inputs, keras.layers.Conv2D(1, 1)(inputs)).save(source / "best.keras")
     elif case == "no-training-data":
@@ -91,20 +109,25 @@ def test_bad_sources_are_one_line_errors(run: tuple[Path, Path], tmp_path: Path,
     result = cli("saunet.quantize", str(source), "--ptq", "--out", str(tmp_path / "m.tflite"), *extra)
     assert result.returncode == 1, result.stderr
     line = result.stderr.strip().splitlines()[-1]
-    expected = {"no-checkpoint": f"{source / 'best.keras'}: no such model file",
-                "corrupt-checkpoint": f"{source / 'best.keras'}: not a loadable Keras model",
-                "not-saunet": "best.keras: not a saunet model",
-                "no-training-data": "lacks case"}[case]
+    expected = {
+        "no-checkpoint": f"{source / 'best.keras'}: no such model file",
+        "corrupt-checkpoint": f"{source / 'best.keras'}: not a loadable Keras model",
+        "not-saunet": "best.keras: not a saunet model",
+        "no-training-data": "lacks case",
+    }[case]
     assert line.startswith("error: ") and expected in line
     assert not list(tmp_path.glob("m*.tflite"))
 
 
-def test_bundle_puts_the_runs_pair_into_the_package_and_refuses_a_mismatch(run: tuple[Path, Path],
-                                                                           tmp_path: Path) -> None:
+def test_bundle_puts_the_runs_pair_into_the_package_and_refuses_a_mismatch(
+    run: tuple[Path, Path], tmp_path: Path
+) -> None:
     folder, _ = run
     exported = tmp_path / "tiny.tflite"
-    assert cli("saunet.quantize", str(folder), "--ptq", "--float32", "--out", str(exported),
-               "--allow-drop").returncode == 0
+    assert (
+        cli("saunet.quantize", str(folder), "--ptq", "--float32", "--out", str(exported), "--allow-drop").returncode
+        == 0
+    )
     int8, float32 = tmp_path / "tiny_int8_ptq.tflite", tmp_path / "tiny_float32.tflite"
     dest = tmp_path / "models"
 
@@ -117,7 +140,7 @@ from pathlib import Path
 from saunet.training.evaluate import load_keras_model
 from saunet.training.keras import keras
 from saunet.training.model import custom_objects
-bundled = keras.models.load_model({str(dest / 'saunet_float.keras')!r}, custom_objects=custom_objects())
+bundled = keras.models.load_model({str(dest / "saunet_float.keras")!r}, custom_objects=custom_objects())
 best, _, _ = load_keras_model(Path({str(folder)!r}))
 assert bundled.optimizer is None, "the bundled float model should carry no optimiser state"
 import json
@@ -125,19 +148,24 @@ beside = Path({str(dest)!r}) / "saunet_float.json"
 described = json.loads(beside.read_text())
 described["model"]["preprocessing"]["normalise"] = "channel-median"
 beside.write_text(json.dumps(described))
-_, _, spec = load_keras_model(Path({str(dest / 'saunet_float.keras')!r}))
+_, _, spec = load_keras_model(Path({str(dest / "saunet_float.keras")!r}))
 assert spec.normalise == "channel-median", "the bundled float model's preprocessing comes from the file beside it"
 assert all(np.array_equal(a, b) for a, b in zip(bundled.get_weights(), best.get_weights()))
 """)
     assert check.returncode == 0, check.stderr
     assert cli("saunet.quantize.bundle", str(folder), str(int8), "--dest", str(dest)).returncode == 0
     assert sorted(p.name for p in dest.iterdir()) == ["saunet_float.json", "saunet_float.keras", "saunet_int8.tflite"]
-    assert json.loads((dest / "saunet_float.json").read_text())["model"] == \
-        json.loads((folder / "config.json").read_text())["model"], "the model's description travels with it"
-    assert json.loads((dest / "saunet_float.json").read_text())["preprocessing"] == \
-        json.loads((folder / "config.json").read_text())["preprocessing"]
-    assert json.loads((dest / "saunet_float.json").read_text())["split"] == \
-        json.loads((folder / "split.json").read_text()), "the bundled model should keep its patient split"
+    assert (
+        json.loads((dest / "saunet_float.json").read_text())["model"]
+        == json.loads((folder / "config.json").read_text())["model"]
+    ), "the model's description travels with it"
+    assert (
+        json.loads((dest / "saunet_float.json").read_text())["preprocessing"]
+        == json.loads((folder / "config.json").read_text())["preprocessing"]
+    )
+    assert json.loads((dest / "saunet_float.json").read_text())["split"] == json.loads(
+        (folder / "split.json").read_text()
+    ), "the bundled model should keep its patient split"
 
     before = {p.name: p.read_bytes() for p in dest.iterdir()}
     bundled_128 = Path(__file__).resolve().parents[1] / "runtime" / "models" / "saunet_int8.tflite"
@@ -151,10 +179,12 @@ metadata["preprocessing"]["normalise"] = {{"none": "channel-median", "channel-me
 open({str(normalised)!r}, "wb").write(embed(open({str(int8)!r}, "rb").read(), metadata))
 """)
     assert relabel.returncode == 0, relabel.stderr
-    for wrong, problem in ((float32, "is a float32 model; bundle an int8 export"),
-                           (bundled_128, "no model description"),
-                           (normalised, "differently from the run: normalise "),
-                           (tmp_path / "absent.tflite", "absent.tflite")):
+    for wrong, problem in (
+        (float32, "is a float32 model; bundle an int8 export"),
+        (bundled_128, "no model description"),
+        (normalised, "differently from the run: normalise "),
+        (tmp_path / "absent.tflite", "absent.tflite"),
+    ):
         refused = cli("saunet.quantize.bundle", str(folder), str(wrong), "--dest", str(dest))
         assert refused.returncode == 1
         (line,) = refused.stderr.strip().splitlines()[-1:]
@@ -164,8 +194,12 @@ open({str(normalised)!r}, "wb").write(embed(open({str(int8)!r}, "rb").read(), me
 
 def parity(rows: dict[str, tuple[float, float, bool]], files: bool = True) -> dict:
     """A parity report as saunet-export writes it: format -> (mask agreement, Dice change, passed)."""
-    report = {"exports": {name: {"mask_agreement": agreement, "dice_change": change, "passed": passed}
-                          for name, (agreement, change, passed) in rows.items()}}
+    report = {
+        "exports": {
+            name: {"mask_agreement": agreement, "dice_change": change, "passed": passed}
+            for name, (agreement, change, passed) in rows.items()
+        }
+    }
     return {**report, "files": {name: f"m_{name}.tflite" for name in rows}} if files else report
 
 
@@ -175,8 +209,9 @@ def test_the_rule_bundles_the_int8_file_that_agrees_best_within_the_tolerance(tm
     report = tmp_path / "m_parity.json"
     both = parity({"int8": (0.9990, +0.030, True), "int8-ptq": (0.9995, -0.002, True), "float32": (1.0, 0.0, True)})
     choice = pick_int8([(report, both)])
-    assert (choice.format, choice.path, choice.candidates) == ("int8-ptq", tmp_path / "m_int8-ptq.tflite", 2), \
+    assert (choice.format, choice.path, choice.candidates) == ("int8-ptq", tmp_path / "m_int8-ptq.tflite", 2), (
         "agreement decides, not a Dice gain; float formats are never bundled"
+    )
     failed = parity({"int8": (0.9990, +0.030, True), "int8-ptq": (0.9995, -0.020, False)})
     assert pick_int8([(report, failed)]).format == "int8", "a file outside the tolerance is passed over"
     assert pick_int8([(report, parity({"int8-ptq": (0.9995, -0.020, False)}))]) is None
@@ -200,13 +235,17 @@ def test_bundle_without_a_file_takes_the_rules_pick(run: tuple[Path, Path], tmp_
     result = cli("saunet.quantize.bundle", str(copy), "--dest", str(tmp_path / "models"))
     assert result.returncode == 0, result.stderr
     assert f"chosen: {copy / 'export' / 'saunet_int8_ptq.tflite'} (mask agreement" in result.stdout
-    assert (tmp_path / "models" / "saunet_int8.tflite").read_bytes() == \
-        (copy / "export" / "saunet_int8_ptq.tflite").read_bytes()
+    assert (tmp_path / "models" / "saunet_int8.tflite").read_bytes() == (
+        copy / "export" / "saunet_int8_ptq.tflite"
+    ).read_bytes()
 
     report["exports"]["int8-ptq"]["passed"] = False
     report_file.write_text(json.dumps(report))
-    for broken, problem in ((None, "no int8 export within its parity tolerance"), ("{", "not a readable parity report"),
-                            ('{"exports": {"int8": {}}}', "not a saunet-export parity report")):
+    for broken, problem in (
+        (None, "no int8 export within its parity tolerance"),
+        ("{", "not a readable parity report"),
+        ('{"exports": {"int8": {}}}', "not a saunet-export parity report"),
+    ):
         if broken:
             report_file.write_text(broken)
         refused = cli("saunet.quantize.bundle", str(copy), "--dest", str(tmp_path / "none"))

@@ -1,4 +1,5 @@
 """Exports of a tiny trained-from-scratch model, and saunet-run on them, end to end."""
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,18 @@ from saunet.training.model import build_saunet
 from conftest import synthetic_case
 
 SIZE = 32
-INT8_OPS = {"CONV_2D", "TRANSPOSE_CONV", "MAX_POOL_2D", "CONCATENATION", "MEAN", "REDUCE_MAX", "MUL",
-            "LOGISTIC", "QUANTIZE", "RELU"}
+INT8_OPS = {
+    "CONV_2D",
+    "TRANSPOSE_CONV",
+    "MAX_POOL_2D",
+    "CONCATENATION",
+    "MEAN",
+    "REDUCE_MAX",
+    "MUL",
+    "LOGISTIC",
+    "QUANTIZE",
+    "RELU",
+}
 
 
 @pytest.fixture(scope="module")
@@ -33,10 +44,17 @@ def models(tmp_path_factory) -> dict[str, Path]:
     rng = np.random.default_rng(0)
     images, masks = zip(*(synthetic_case(rng, 8, SIZE) for _ in range(3)))
     images, masks = np.concatenate(images), (np.concatenate(masks) > 0).astype(np.uint8)
-    exported = export_formats(build_saunet("sa-unet", input_size=SIZE), LITERT,
-                              model_spec("sa-unet", Preprocessing(input_size=SIZE)),
-                              {"preset": "sa-unet", "note": "test"}, images, masks, qat_epochs=1,
-                              qat_learning_rate=1e-4, calibration_count=16)
+    exported = export_formats(
+        build_saunet("sa-unet", input_size=SIZE),
+        LITERT,
+        model_spec("sa-unet", Preprocessing(input_size=SIZE)),
+        {"preset": "sa-unet", "note": "test"},
+        images,
+        masks,
+        qat_epochs=1,
+        qat_learning_rate=1e-4,
+        calibration_count=16,
+    )
     folder = tmp_path_factory.mktemp("models")
     paths = {}
     for name, flatbuffer in exported.items():
@@ -68,8 +86,9 @@ def test_metadata_round_trips(models: dict[str, Path]) -> None:
         metadata = read_metadata(path)
         assert metadata["format"] == name and metadata["preset"] == "sa-unet"
         assert Preprocessing.from_dict(metadata["preprocessing"]) == Preprocessing(input_size=SIZE)
-        assert ModelSpec.from_dict(metadata["model"]) == model_spec("sa-unet", Preprocessing(input_size=SIZE)), \
+        assert ModelSpec.from_dict(metadata["model"]) == model_spec("sa-unet", Preprocessing(input_size=SIZE)), (
             "the model's description travels into every export"
+        )
 
 
 def test_segmenter_maps_mask_back_to_input_size(models: dict[str, Path]) -> None:
@@ -93,12 +112,12 @@ def test_int8_input_quantization_is_exact_for_8bit_pixels(models: dict[str, Path
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "saunet.runtime", *args], capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run([sys.executable, "-m", "saunet.runtime", *args], capture_output=True, text=True, timeout=300)
 
 
-def test_saunet_run_writes_masks_overlays_and_results(models: dict[str, Path], real_slices: Path,
-                                                      tmp_path: Path) -> None:
+def test_saunet_run_writes_masks_overlays_and_results(
+    models: dict[str, Path], real_slices: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "out"
     result = run(str(real_slices), "--model", str(models["int8"]), "--out", str(out), "--json", "--threads", "1")
     assert result.returncode == 0, result.stderr
@@ -115,8 +134,9 @@ def test_saunet_run_writes_masks_overlays_and_results(models: dict[str, Path], r
     assert "[9/9]" in result.stderr
 
 
-def test_bad_inputs_are_reported_and_the_batch_goes_on(models: dict[str, Path], real_slices: Path,
-                                                       tmp_path: Path) -> None:
+def test_bad_inputs_are_reported_and_the_batch_goes_on(
+    models: dict[str, Path], real_slices: Path, tmp_path: Path
+) -> None:
     corrupt = tmp_path / "corrupt.png"
     corrupt.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     missing = tmp_path / "missing.png"
@@ -127,14 +147,16 @@ def test_bad_inputs_are_reported_and_the_batch_goes_on(models: dict[str, Path], 
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert errors[0].startswith(f"error: {corrupt}: not a readable image")
     assert errors[1] == f"error: {missing}: no such file"
-    assert sorted(p.name for p in out.iterdir()) == sorted([f"{good.stem}_pred.png", f"{good.stem}_overlay.png",
-                                                             "results.json"])
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [f"{good.stem}_pred.png", f"{good.stem}_overlay.png", "results.json"]
+    )
     results = json.loads((out / "results.json").read_text())["results"]
     assert [("error" in r) for r in results] == [True, True, False]
 
 
-def test_an_output_that_cannot_be_written_fails_its_scan_only(models: dict[str, Path], real_slices: Path,
-                                                               tmp_path: Path) -> None:
+def test_an_output_that_cannot_be_written_fails_its_scan_only(
+    models: dict[str, Path], real_slices: Path, tmp_path: Path
+) -> None:
     first, second = sorted(p for p in real_slices.glob("*.png") if not p.stem.endswith("_mask"))[:2]
     out = tmp_path / "out"
     blocked = out / f"{first.stem}_overlay.png"
@@ -156,15 +178,24 @@ def test_an_output_that_cannot_be_written_fails_its_scan_only(models: dict[str, 
     assert refused.stderr.strip().splitlines()[-1].startswith(f"error: {not_a_folder}: cannot create the output folder")
 
 
-def test_missing_delegate_is_an_error_unless_cpu_fallback(models: dict[str, Path], real_slices: Path,
-                                                          tmp_path: Path) -> None:
+def test_missing_delegate_is_an_error_unless_cpu_fallback(
+    models: dict[str, Path], real_slices: Path, tmp_path: Path
+) -> None:
     scan = next(p for p in real_slices.glob("*.png") if not p.stem.endswith("_mask"))
     library = tmp_path / "libnothing.so"
     result = run(str(scan), "--model", str(models["int8"]), "--delegate", str(library), "--out", str(tmp_path / "a"))
     assert result.returncode == 1
     assert result.stderr.strip() == f"error: {library}: no such delegate library"
-    fallback = run(str(scan), "--model", str(models["int8"]), "--delegate", str(library), "--cpu-fallback",
-                   "--out", str(tmp_path / "b"))
+    fallback = run(
+        str(scan),
+        "--model",
+        str(models["int8"]),
+        "--delegate",
+        str(library),
+        "--cpu-fallback",
+        "--out",
+        str(tmp_path / "b"),
+    )
     assert fallback.returncode == 0, fallback.stderr
     assert "running on the CPU instead" in fallback.stderr
     assert (tmp_path / "b" / f"{scan.stem}_pred.png").is_file()
@@ -191,8 +222,15 @@ def test_normalisation_travels_in_the_metadata_and_runs_on_the_device(real_slice
     images, masks = synthetic_case(rng, 8, SIZE)
     model = build_saunet("sa-unet", input_size=SIZE)
     formats = [f for f in LITERT if f.name in ("float32", "int8-ptq")]
-    exported = export_formats(model, formats, model_spec("sa-unet", spec), {"preset": "sa-unet"}, images, (masks > 0).astype(np.uint8),
-                              calibration_count=8)
+    exported = export_formats(
+        model,
+        formats,
+        model_spec("sa-unet", spec),
+        {"preset": "sa-unet"},
+        images,
+        (masks > 0).astype(np.uint8),
+        calibration_count=8,
+    )
     for name, flatbuffer in exported.items():
         (tmp_path / f"{name}.tflite").write_bytes(flatbuffer)
         assert read_metadata(tmp_path / f"{name}.tflite")["preprocessing"]["normalise"] == "channel-median"
@@ -205,11 +243,14 @@ def test_normalisation_travels_in_the_metadata_and_runs_on_the_device(real_slice
     assert np.abs(on_device - unnormalised).max() > 1e-3, "the test should be able to tell the difference"
 
     int8 = Segmenter(tmp_path / "int8-ptq.tflite", threads=1)
-    np.testing.assert_array_equal(int8.model_input(scans[0])[0].astype(int), model_pixels(scans[0], spec).astype(int) - 128)
+    np.testing.assert_array_equal(
+        int8.model_input(scans[0])[0].astype(int), model_pixels(scans[0], spec).astype(int) - 128
+    )
 
 
-def test_a_model_with_unknown_preprocessing_is_a_one_line_error(models: dict[str, Path], real_slices: Path,
-                                                                tmp_path: Path) -> None:
+def test_a_model_with_unknown_preprocessing_is_a_one_line_error(
+    models: dict[str, Path], real_slices: Path, tmp_path: Path
+) -> None:
     """A model from a newer saunet (a normalisation this version lacks) is refused, not run without it."""
     from saunet.quantize.tflite_metadata import embed
 
@@ -217,8 +258,20 @@ def test_a_model_with_unknown_preprocessing_is_a_one_line_error(models: dict[str
     metadata["preprocessing"]["normalise"] = "per-volume-zscore"
     newer = tmp_path / "newer.tflite"
     newer.write_bytes(embed(models["int8"].read_bytes(), metadata))
-    result = subprocess.run([sys.executable, "-m", "saunet.runtime", str(real_slices), "--model", str(newer),
-                             "--out", str(tmp_path / "out")], capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "saunet.runtime",
+            str(real_slices),
+            "--model",
+            str(newer),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode != 0
     (line,) = result.stderr.strip().splitlines()[-1:]
     assert line.startswith("error: ") and str(newer) in line and "'per-volume-zscore'" in line, line

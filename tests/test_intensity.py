@@ -1,4 +1,5 @@
 """Every pixel format saunet-run accepts gives the mask of the same pixels in plain 8-bit form, or one line."""
+
 from __future__ import annotations
 
 import json
@@ -72,8 +73,10 @@ def formats(scan: np.ndarray, folder: Path) -> dict[str, Path]:
     """The same scan stored in every deep format saunet-run takes (names say which)."""
     folder.mkdir()
     twelve = scan.astype(np.uint16) * 16 + 3
-    paths = {name: folder / name for name in ("grey16.png", "rgb16.png", "float.tif", "zscored.tif", "int32.tif",
-                                              "grey16.tif")}
+    paths = {
+        name: folder / name
+        for name in ("grey16.png", "rgb16.png", "float.tif", "zscored.tif", "int32.tif", "grey16.tif")
+    }
     Image.fromarray(twelve[..., 1]).save(paths["grey16.png"])
     Image.fromarray(twelve[..., 1]).save(paths["grey16.tif"])
     write_png16(paths["rgb16.png"], twelve)
@@ -104,8 +107,9 @@ def test_every_format_gives_the_mask_of_its_plain_8_bit_form(scan: np.ndarray, t
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
-def test_non_finite_float_tiff_is_a_one_line_error(scan: np.ndarray, tmp_path: Path, real_slices: Path,
-                                                   bad: float) -> None:
+def test_non_finite_float_tiff_is_a_one_line_error(
+    scan: np.ndarray, tmp_path: Path, real_slices: Path, bad: float
+) -> None:
     values = scan[..., 1].astype(np.float32)
     values[100, 100] = bad
     path = tmp_path / "bad.tif"
@@ -120,8 +124,9 @@ def test_non_finite_float_tiff_is_a_one_line_error(scan: np.ndarray, tmp_path: P
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-0.1", "1.5"])
-def test_threshold_out_of_range_or_nan_is_refused_before_anything_is_written(value: str, tmp_path: Path,
-                                                                             real_slices: Path) -> None:
+def test_threshold_out_of_range_or_nan_is_refused_before_anything_is_written(
+    value: str, tmp_path: Path, real_slices: Path
+) -> None:
     code, err = run(str(real_slices / SCAN), "--threshold", value, "--out", str(tmp_path / "out"))
     assert code == 2 and "--threshold" in err
     assert not (tmp_path / "out").exists()
@@ -135,8 +140,11 @@ def test_folder_without_scans_and_a_folder_named_like_a_scan_are_errors(tmp_path
     code, err = run(str(empty), str(named), "--out", str(tmp_path / "out"))
     assert code == 1
     problem = "no scans found (PNG, TIFF, JPEG, NIfTI or a DICOM series)"
-    assert err.splitlines() == [f"error: {empty}: {problem}", f"error: {named}: {problem}",
-                                f"0 of 2 input(s) segmented; outputs in {tmp_path / 'out'}"]
+    assert err.splitlines() == [
+        f"error: {empty}: {problem}",
+        f"error: {named}: {problem}",
+        f"0 of 2 input(s) segmented; outputs in {tmp_path / 'out'}",
+    ]
 
 
 def test_sixteen_bit_colour_tiff_is_refused_not_cut(tmp_path: Path) -> None:
@@ -161,8 +169,18 @@ def _rgb16_tiff(pixels: np.ndarray) -> bytes:
 
     height, width, _ = pixels.shape
     data = pixels.astype("<u2").tobytes()
-    entries = [(256, 3, 1, width), (257, 3, 1, height), (258, 3, 3, 0), (259, 3, 1, 1), (262, 3, 1, 2),
-               (273, 4, 1, 0), (277, 3, 1, 3), (278, 3, 1, height), (279, 4, 1, len(data)), (284, 3, 1, 1)]
+    entries = [
+        (256, 3, 1, width),
+        (257, 3, 1, height),
+        (258, 3, 3, 0),
+        (259, 3, 1, 1),
+        (262, 3, 1, 2),
+        (273, 4, 1, 0),
+        (277, 3, 1, 3),
+        (278, 3, 1, height),
+        (279, 4, 1, len(data)),
+        (284, 3, 1, 1),
+    ]
     ifd_size = 2 + 12 * len(entries) + 4
     bits_at = 8 + ifd_size
     data_at = bits_at + 6
@@ -174,8 +192,10 @@ def _rgb16_tiff(pixels: np.ndarray) -> bytes:
     return out + struct.pack("<I", 0) + struct.pack("<HHH", 16, 16, 16) + data
 
 
-@pytest.mark.parametrize("dtype, low, high", [(np.uint16, 0, 4096), (np.uint16, 100, 300), (np.int16, -500, 3000),
-                                              (np.int32, -10, 10), (np.uint16, 7, 9)])
+@pytest.mark.parametrize(
+    "dtype, low, high",
+    [(np.uint16, 0, 4096), (np.uint16, 100, 300), (np.int16, -500, 3000), (np.int32, -10, 10), (np.uint16, 7, 9)],
+)
 def test_integer_window_is_the_float_rule(dtype, low: int, high: int) -> None:
     """Integer data go through a histogram and a table: the same 8-bit pixels as the float percentile."""
     rng = np.random.default_rng(5)

@@ -23,8 +23,8 @@ from saunet.runtime.metrics import (
     summary_rows,
 )
 
-
 # --- dice / iou / agreement ---------------------------------------------------
+
 
 def test_dice_iou_hand_computed():
     pred = np.array([[1, 1], [0, 0]])
@@ -64,6 +64,7 @@ def test_mask_agreement():
 
 
 # --- largest_component --------------------------------------------------------
+
 
 def _scipy_largest(mask: np.ndarray) -> np.ndarray:
     ndimage = pytest.importorskip("scipy.ndimage")
@@ -125,6 +126,7 @@ def test_largest_component_empty():
 
 # --- soft dice ----------------------------------------------------------------
 
+
 def test_soft_dice_pooled_hand_computed():
     prob = np.array([[[0.5, 1.0], [0.0, 0.25]], [[0.0, 0.0], [0.0, 0.0]]])
     truth = np.array([[[1, 1], [0, 0]], [[0, 0], [0, 0]]])
@@ -134,6 +136,7 @@ def test_soft_dice_pooled_hand_computed():
 
 
 # --- score_patients -----------------------------------------------------------
+
 
 def _two_patients() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     # Patient A, 3 slices of 4x4. Slice 1 has a 2x2 tumour, slices 0 and 2 are empty.
@@ -159,10 +162,22 @@ def test_score_patients_hand_computed():
     # A: pred 6 voxels (4 tumour + 2 FP), truth 4, overlap 4 -> 8/10; LCC drops both FP -> 1.
     # B: pred 2, truth 5, overlap 2 -> 4/7, LCC changes nothing.
     assert result["per_patient"] == [
-        {"patient": "A", "slices": 3, "dice_3d": pytest.approx(0.8), "dice_3d_lcc": pytest.approx(1.0),
-         "tumour_voxels_true": 4, "tumour_voxels_pred": 6},
-        {"patient": "B", "slices": 2, "dice_3d": pytest.approx(4 / 7), "dice_3d_lcc": pytest.approx(4 / 7),
-         "tumour_voxels_true": 5, "tumour_voxels_pred": 2},
+        {
+            "patient": "A",
+            "slices": 3,
+            "dice_3d": pytest.approx(0.8),
+            "dice_3d_lcc": pytest.approx(1.0),
+            "tumour_voxels_true": 4,
+            "tumour_voxels_pred": 6,
+        },
+        {
+            "patient": "B",
+            "slices": 2,
+            "dice_3d": pytest.approx(4 / 7),
+            "dice_3d_lcc": pytest.approx(4 / 7),
+            "tumour_voxels_true": 5,
+            "tumour_voxels_pred": 2,
+        },
     ]
     assert result["per_patient"][0]["dice_3d_lcc"] > result["per_patient"][0]["dice_3d"]
     assert result["dice_3d"] == {"mean": pytest.approx((0.8 + 4 / 7) / 2), "median": pytest.approx((0.8 + 4 / 7) / 2)}
@@ -210,6 +225,7 @@ def test_score_patients_json_and_none_for_missing_samples():
 
 # --- the interval of a per-patient mean ---------------------------------------
 
+
 def test_bootstrap_interval_of_zeros_and_ones_is_the_binomial_quantiles():
     # Ten patients, half 0 and half 1: a resampled mean is Binomial(10, 0.5) / 10, whose 2.5%
     # and 97.5% quantiles are 0.2 and 0.8 (P(X <= 1) = 1.1%, P(X <= 2) = 5.5%).
@@ -234,8 +250,12 @@ def test_summary_rows_give_each_per_patient_mean_its_interval():
     assert len(rows) == 10  # every row's label is its own
     lcc_row = "per-patient 3D Dice, largest component, mean: 95% bootstrap interval (2 patients)"
     assert dict(summary_rows(scores, str))[lcc_row] == f"{low} to {high}"
-    assert dict(summary_rows(score_patients({}), lambda v: "n/a" if v is None else str(v)))[
-        "per-patient 3D Dice, mean: 95% bootstrap interval (0 patients)"] == "n/a"
+    assert (
+        dict(summary_rows(score_patients({}), lambda v: "n/a" if v is None else str(v)))[
+            "per-patient 3D Dice, mean: 95% bootstrap interval (0 patients)"
+        ]
+        == "n/a"
+    )
 
 
 def test_patient_scores_is_frozen():
@@ -250,6 +270,7 @@ def test_score_patients_rejects_non_volumes():
 
 
 # --- dependency hygiene -------------------------------------------------------
+
 
 def test_imports_without_scipy_or_tensorflow():
     code = textwrap.dedent(

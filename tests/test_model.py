@@ -1,18 +1,18 @@
 """Tests for saunet.training.model and layers: parameter counts, options, DropBlock2D, attention, saving."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from scipy import ndimage
 
 import saunet.training  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
-import tensorflow as tf
-
+from saunet.runtime.spec import ModelSpec, model_spec
 from saunet.training.keras import keras
 from saunet.training.layers import ChannelPool, DropBlock2D, spatial_attention
-from saunet.runtime.spec import ModelSpec, model_spec
 from saunet.training.model import PRESETS, build_saunet
 
 
@@ -32,10 +32,14 @@ def small() -> dict[str, keras.Model]:
 
 # --- build_saunet ---------------------------------------------------------------
 
-@pytest.mark.parametrize("preset, total, trainable", [
-    ("sa-unet", 538_707, 537_299),
-    ("seed", 1_129_940, 1_128_020),
-])
+
+@pytest.mark.parametrize(
+    "preset, total, trainable",
+    [
+        ("sa-unet", 538_707, 537_299),
+        ("seed", 1_129_940, 1_128_020),
+    ],
+)
 def test_parameter_counts_of_the_reference_code(preset: str, total: int, trainable: int) -> None:
     model = build_saunet(preset)
     assert model.input_shape == (None, 256, 256, 3)
@@ -85,18 +89,34 @@ def test_block_size_and_keep_prob_options() -> None:
     assert len(defaults) == 16 and all(b.block_size == 7 and b.keep_prob == 0.9 for b in defaults)
     spec = model_spec("seed", base_filters=8, block_size=5, keep_prob=0.75)
     described = spec.to_dict()
-    assert {k: described[k] for k in ("preset", "filters", "bottleneck", "attention_bias", "block_size", "keep_prob",
-                                      "dropblock")} == {"preset": "seed", "filters": [8, 16, 32, 64], "bottleneck": False,
-                                                        "attention_bias": True, "block_size": 5, "keep_prob": 0.75,
-                                                        "dropblock": True}
+    assert {
+        k: described[k]
+        for k in ("preset", "filters", "bottleneck", "attention_bias", "block_size", "keep_prob", "dropblock")
+    } == {
+        "preset": "seed",
+        "filters": [8, 16, 32, 64],
+        "bottleneck": False,
+        "attention_bias": True,
+        "block_size": 5,
+        "keep_prob": 0.75,
+        "dropblock": True,
+    }
     assert ModelSpec.from_dict(described) == spec
     built = build_saunet(spec, input_size=32)
     assert built.get_layer("down1_a_conv").filters == 8 and built.get_layer("down1_a_dropblock").block_size == 5
 
 
-@pytest.mark.parametrize("preset, size", [
-    ("sa-unet", 36), ("sa-unet", 20), ("sa-unet", 257), ("seed", 40), ("seed", 24), ("seed", 8),
-])
+@pytest.mark.parametrize(
+    "preset, size",
+    [
+        ("sa-unet", 36),
+        ("sa-unet", 20),
+        ("sa-unet", 257),
+        ("seed", 40),
+        ("seed", 24),
+        ("seed", 8),
+    ],
+)
 def test_input_size_not_divisible_raises(preset: str, size: int) -> None:
     with pytest.raises(ValueError, match="divisible"):
         build_saunet(preset, input_size=size)
@@ -146,6 +166,7 @@ def test_save_and_load_keras_file_gives_identical_predictions(small, tmp_path: P
 
 
 # --- DropBlock2D ----------------------------------------------------------------
+
 
 def test_dropblock_identity_at_inference() -> None:
     layer = DropBlock2D(block_size=5, keep_prob=0.5)
@@ -218,6 +239,7 @@ def test_dropblock_invalid_settings(kwargs: dict) -> None:
 
 
 # --- spatial attention ------------------------------------------------------------
+
 
 def test_channel_pool_is_mean_and_max_over_channels() -> None:
     x = np.random.default_rng(4).normal(size=(2, 5, 6, 7)).astype(np.float32)

@@ -4,6 +4,7 @@ The emulated runs need Debian's qemu-user-static and, the first time, the networ
 arm64 packages and PyPI's aarch64 wheels); they skip when either is missing. Later runs reuse the
 cached root ($SAUNET_PI_CACHE, else ~/.cache/saunet/pi-emulation).
 """
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,14 @@ OFFLINE = ("error: downloading", "error: installing aarch64 wheels")
 
 
 def pi_emulation(*args: str, env: dict | None = None, timeout: int = 1800) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "saunet.benchmarks.pi_emulation", *args], check=False,
-                          capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "saunet.benchmarks.pi_emulation", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -81,11 +88,11 @@ def test_missing_qemu_says_how_to_install_it(tmp_path: Path) -> None:
     model.write_bytes(b"checked by saunet-run, not here")
     empty = tmp_path / "bin"
     empty.mkdir()
-    result = pi_emulation("--model", str(model), "--cache", str(tmp_path / "cache"), env={"PATH": str(empty)},
-                          timeout=120)
+    result = pi_emulation(
+        "--model", str(model), "--cache", str(tmp_path / "cache"), env={"PATH": str(empty)}, timeout=120
+    )
     assert result.returncode == 1
-    assert result.stderr.strip() == ("error: qemu-aarch64-static not found on PATH: "
-                                     "apt-get install qemu-user-static")
+    assert result.stderr.strip() == ("error: qemu-aarch64-static not found on PATH: apt-get install qemu-user-static")
 
 
 def test_emulated_pi_gives_the_same_nifti_mask(qemu, tmp_path: Path) -> None:
@@ -98,8 +105,9 @@ def test_emulated_pi_gives_the_same_nifti_mask(qemu, tmp_path: Path) -> None:
 
     case = "TCGA_CS_6186_20000601"
     stack = np.stack([read_image(SLICES / f"{case}_{n}.png") for n in (3, 16, 18)])
-    pls = nib.Nifti1Image(np.moveaxis(stack, 0, 2), np.array([[0, -0.5, 0, 0], [-0.5, 0, 0, 0], [0, 0, 5.0, 0],
-                                                                [0, 0, 0, 1]]))
+    pls = nib.Nifti1Image(
+        np.moveaxis(stack, 0, 2), np.array([[0, -0.5, 0, 0], [-0.5, 0, 0, 0], [0, 0, 5.0, 0], [0, 0, 0, 1]])
+    )
     volume = tmp_path / f"{case}.nii.gz"
     nib.save(nib.as_closest_canonical(pls), volume)
     result = pi_emulation("--image", str(volume), "--report", str(tmp_path / "report.json"))

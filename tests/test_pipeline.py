@@ -1,14 +1,14 @@
 """Tests for saunet.training.pipeline: scaling equal to the runtime's, joint image/mask augmentation."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-import saunet.training  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
 import tensorflow as tf
 
+import saunet.training  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
 from saunet.runtime.preprocess import Preprocessing, resize_image, to_input
 from saunet.training.dataset import find_cases, load_cases, stack
 from saunet.training.pipeline import Augmentation, augment, make_dataset, sample_tumour_slices
@@ -31,7 +31,7 @@ def rectangles(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         for _ in range(rng.integers(1, 4)):
             y, x = rng.integers(2, size // 2, 2)
             h, w = rng.integers(size // 6, size // 2, 2)
-            masks[k, y:y + h, x:x + w] = 1
+            masks[k, y : y + h, x : x + w] = 1
     images = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
     images[..., 0] = masks * 255
     return images, masks
@@ -60,7 +60,9 @@ def test_no_augmentation_equals_runtime_to_input_bit_for_bit(real, size: int, sc
 
 def test_batches_and_shuffle_keep_image_and_mask_together() -> None:
     n, size = 10, 8
-    images = np.repeat(np.arange(n, dtype=np.uint8)[:, None, None, None] * 20, size * size * 3).reshape(n, size, size, 3)
+    images = np.repeat(np.arange(n, dtype=np.uint8)[:, None, None, None] * 20, size * size * 3).reshape(
+        n, size, size, 3
+    )
     masks = np.zeros((n, size, size), np.uint8)
     for k in range(n):
         masks[k].flat[:k] = 1  # mask k has k ones
@@ -84,8 +86,9 @@ def numbered_slices(n: int, tumour: int, size: int = 4) -> tuple[np.ndarray, np.
 def test_tumour_share_sets_the_share_of_tumour_slices_and_keeps_epoch_length() -> None:
     n, tumour = 200, 20
     images, masks = numbered_slices(n, tumour)
-    data = make_dataset(images, masks, batch_size=16, spec=Preprocessing(input_size=4), shuffle=True, seed=3,
-                        tumour_share=0.5)
+    data = make_dataset(
+        images, masks, batch_size=16, spec=Preprocessing(input_size=4), shuffle=True, seed=3, tumour_share=0.5
+    )
     epochs = [collect(data) for _ in range(10)]
     ids = [np.rint(x[:, 0, 0, 0] * 255).astype(int) for x, _ in epochs]
     assert all(len(i) == n for i in ids), "an epoch should keep the data's number of slices"
@@ -97,9 +100,15 @@ def test_tumour_share_sets_the_share_of_tumour_slices_and_keeps_epoch_length() -
     assert not np.array_equal(ids[0], ids[1]), "each epoch should draw anew"
 
 
-@pytest.mark.parametrize("share, tumour, message", [
-    (0.0, 5, "between 0 and 1"), (1.0, 5, "between 0 and 1"),
-    (0.5, 0, "no tumour slice"), (0.5, 10, "no empty slice")])
+@pytest.mark.parametrize(
+    "share, tumour, message",
+    [
+        (0.0, 5, "between 0 and 1"),
+        (1.0, 5, "between 0 and 1"),
+        (0.5, 0, "no tumour slice"),
+        (0.5, 10, "no empty slice"),
+    ],
+)
 def test_tumour_share_refuses_what_it_cannot_draw(share: float, tumour: int, message: str) -> None:
     images, masks = numbered_slices(10, tumour)
     with pytest.raises(ValueError, match=message):
@@ -129,8 +138,9 @@ def test_soft_masks_move_with_their_images_and_stay_shares() -> None:
     tf.random.set_seed(3)
     images, masks = rectangles(16, 32, seed=4)
     soft = masks.astype(np.float16) * np.float16(0.75)
-    got_x, got_y = collect(make_dataset(images, soft, batch_size=8, spec=Preprocessing(input_size=32),
-                                        augmentation=STRONG))
+    got_x, got_y = collect(
+        make_dataset(images, soft, batch_size=8, spec=Preprocessing(input_size=32), augmentation=STRONG)
+    )
     assert got_y.min() >= 0.0 and got_y.max() <= 0.75 + 1e-6
     assert ((got_y > 0.01) & (got_y < 0.74)).mean() > 0.005, "edges resampled bilinearly"
     assert np.mean((got_x[..., 0] > 0.5) == (got_y[..., 0] > 0.375)) >= 0.98
@@ -202,5 +212,11 @@ def test_grey_shows_some_slices_as_flair_in_every_channel(real) -> None:
 
 def test_augmentation_to_dict() -> None:
     assert STRONG.to_dict() == {"rotation": 30, "shift": 0.2, "shear": 10, "zoom": 0.2, "flip": True, "grey": 0.0}
-    assert Augmentation().to_dict() == {"rotation": 0.25, "shift": 0.05, "shear": 0.05, "zoom": 0.05, "flip": True,
-                                        "grey": 0.0}
+    assert Augmentation().to_dict() == {
+        "rotation": 0.25,
+        "shift": 0.05,
+        "shear": 0.05,
+        "zoom": 0.05,
+        "flip": True,
+        "grey": 0.0,
+    }

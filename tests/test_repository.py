@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path, PurePosixPath
 
 import pytest
+
 from conftest import ROOT
 
 LIMIT = 5 * 1024 * 1024

@@ -1,4 +1,5 @@
 """The device runtime stays light: it imports and reads models without TensorFlow."""
+
 from __future__ import annotations
 
 import subprocess
@@ -9,7 +10,9 @@ from conftest import BLOCK_TENSORFLOW, run_python
 
 
 def test_runtime_imports_without_tensorflow() -> None:
-    result = run_python(BLOCK_TENSORFLOW + """
+    result = run_python(
+        BLOCK_TENSORFLOW
+        + """
 import saunet.runtime.cli, saunet.runtime.segmenter, saunet.runtime.metrics, saunet.runtime.preprocess
 from saunet.runtime.interpreter import find_backend
 name, _ = find_backend()
@@ -17,7 +20,8 @@ assert name != "tensorflow", name
 heavy = [m for m in sys.modules if m.split(".")[0] in ("tensorflow", "tf_keras", "keras")]
 assert not heavy, heavy
 print("OK", name)
-""")
+"""
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("OK")
 

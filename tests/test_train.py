@@ -1,4 +1,5 @@
 """saunet-train and saunet-eval end to end on tiny synthetic data: run folder, resume, errors."""
+
 from __future__ import annotations
 
 import csv
@@ -18,8 +19,9 @@ TINY = ["--input-size", "32", "--batch-size", "8", "--split", "0.6/0.2/0.2"]
 
 
 def saunet(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "saunet.training", *args], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "saunet.training", *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def history_epochs(run: Path) -> list[int]:
@@ -46,16 +48,41 @@ def optimizer_state(model_file: Path) -> tuple[int, float]:
 
 def test_run_folder_has_every_artifact(dataset: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    result = saunet("train", "--data", str(dataset), "--out", str(run), "--epochs", "2", "--normalise",
-                    "channel-median", "--tumour-share", "0.5", "--mask-targets", "area", *TINY, "--input-size", "16")
+    result = saunet(
+        "train",
+        "--data",
+        str(dataset),
+        "--out",
+        str(run),
+        "--epochs",
+        "2",
+        "--normalise",
+        "channel-median",
+        "--tumour-share",
+        "0.5",
+        "--mask-targets",
+        "area",
+        *TINY,
+        "--input-size",
+        "16",
+    )
     assert result.returncode == 0, result.stderr
-    assert not {"oneDNN", "cuInit", "absl", "cuda"} & set(result.stderr.replace(":", " ").split()), \
+    assert not {"oneDNN", "cuInit", "absl", "cuda"} & set(result.stderr.replace(":", " ").split()), (
         f"TensorFlow's start-up chatter reached the user: {result.stderr[:300]}"
+    )
     config = json.loads((run / "config.json").read_text())
     assert config["preprocessing"]["normalise"] == "channel-median"
     assert config["tumour_share"] == 0.5 and config["mask_targets"] == "area"
-    for name in ("config.json", "split.json", "state.json", "last.keras", "best.keras", "history.csv",
-                 "curves.png", "samples.png"):
+    for name in (
+        "config.json",
+        "split.json",
+        "state.json",
+        "last.keras",
+        "best.keras",
+        "history.csv",
+        "curves.png",
+        "samples.png",
+    ):
         assert (run / name).is_file(), name
     assert any((run / "tensorboard").rglob("events.out.tfevents.*"))
     split = json.loads((run / "split.json").read_text())
@@ -67,8 +94,9 @@ def test_run_folder_has_every_artifact(dataset: Path, tmp_path: Path) -> None:
     state = json.loads((run / "state.json").read_text())
     assert state["epoch"] == 2 and 1 <= state["best_epoch"] <= 2
     assert "best validation per-patient 3D Dice" in result.stdout
-    assert "4 training cases (32 slices, 20 with tumour; masks as tumour shares (area))" in result.stdout, \
+    assert "4 training cases (32 slices, 20 with tumour; masks as tumour shares (area))" in result.stdout, (
         "5 of each synthetic case's 8 slices; masks resized 32 -> 16 as shares"
+    )
 
     evaluated = saunet("eval", "--data", str(dataset), "--model", str(run), "--json", str(tmp_path / "s.json"))
     assert evaluated.returncode == 0, evaluated.stderr
@@ -77,8 +105,19 @@ def test_run_folder_has_every_artifact(dataset: Path, tmp_path: Path) -> None:
     assert "per-patient 3D Dice, mean" in evaluated.stdout
     assert scores["threshold"] == 0.5, "the model's own threshold by default"
 
-    everything = saunet("eval", "--data", str(dataset), "--model", str(run), "--split", "all", "--threshold", "0",
-                        "--json", str(tmp_path / "t.json"))
+    everything = saunet(
+        "eval",
+        "--data",
+        str(dataset),
+        "--model",
+        str(run),
+        "--split",
+        "all",
+        "--threshold",
+        "0",
+        "--json",
+        str(tmp_path / "t.json"),
+    )
     assert everything.returncode == 0, everything.stderr
     scores = json.loads((tmp_path / "t.json").read_text())
     assert scores["threshold"] == 0.0 and "threshold 0.0" in everything.stdout
@@ -88,10 +127,29 @@ def test_run_folder_has_every_artifact(dataset: Path, tmp_path: Path) -> None:
 def test_killed_run_resumes_after_last_finished_epoch(dataset: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     epochs = 12
-    process = subprocess.Popen([sys.executable, "-m", "saunet.training", "train", "--data", str(dataset),
-                                "--out", str(run), "--epochs", str(epochs), "--lr", "1e-3", "--schedule", "cosine",
-                                "--tumour-share", "0.5", *TINY],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "saunet.training",
+            "train",
+            "--data",
+            str(dataset),
+            "--out",
+            str(run),
+            "--epochs",
+            str(epochs),
+            "--lr",
+            "1e-3",
+            "--schedule",
+            "cosine",
+            "--tumour-share",
+            "0.5",
+            *TINY,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     state_file = run / "state.json"
     deadline = time.time() + 300
     while time.time() < deadline and process.poll() is None:
@@ -108,7 +166,7 @@ def test_killed_run_resumes_after_last_finished_epoch(dataset: Path, tmp_path: P
     assert result.returncode == 0, result.stderr
     assert f"epochs {finished + 1} to {epochs}" in result.stdout, "without --epochs, a resumed run keeps its own length"
     epochs_logged = history_epochs(run)
-    assert epochs_logged[-(epochs - finished):] == list(range(finished, epochs))
+    assert epochs_logged[-(epochs - finished) :] == list(range(finished, epochs))
     assert json.loads(state_file.read_text())["epoch"] == epochs
     steps_per_epoch = 4  # 4 training cases x 8 slices, batch 8 (--tumour-share keeps an epoch's length)
     steps, rate = optimizer_state(run / "last.keras")
@@ -117,13 +175,30 @@ def test_killed_run_resumes_after_last_finished_epoch(dataset: Path, tmp_path: P
 
 
 def test_init_from_starts_from_a_trained_model_at_another_size_and_refuses_a_leaky_or_foreign_one(
-        dataset: Path, tmp_path: Path) -> None:
+    dataset: Path, tmp_path: Path
+) -> None:
     source = tmp_path / "source"
-    assert saunet("train", "--data", str(dataset), "--out", str(source), "--epochs", "1", *TINY,
-                  "--input-size", "16").returncode == 0
+    assert (
+        saunet(
+            "train", "--data", str(dataset), "--out", str(source), "--epochs", "1", *TINY, "--input-size", "16"
+        ).returncode
+        == 0
+    )
     tuned = tmp_path / "tuned"
-    result = saunet("train", "--data", str(dataset), "--out", str(tuned), "--epochs", "1", "--lr", "0", *TINY,
-                    "--init-from", str(source))
+    result = saunet(
+        "train",
+        "--data",
+        str(dataset),
+        "--out",
+        str(tuned),
+        "--epochs",
+        "1",
+        "--lr",
+        "0",
+        *TINY,
+        "--init-from",
+        str(source),
+    )
     assert result.returncode == 0, result.stderr
     assert f"starting from the weights of {source}" in result.stdout
     assert "was trained with input_size 16 (this run: 32)" in result.stdout
@@ -132,27 +207,65 @@ def test_init_from_starts_from_a_trained_model_at_another_size_and_refuses_a_lea
 import saunet.training, numpy as np
 from saunet.training.keras import keras
 from saunet.training.model import custom_objects
-a, b = (keras.models.load_model(p, custom_objects=custom_objects()) for p in ({str(source / 'best.keras')!r}, {str(tuned / 'best.keras')!r}))
+a, b = (keras.models.load_model(p, custom_objects=custom_objects()) for p in ({str(source / "best.keras")!r}, {str(tuned / "best.keras")!r}))
 assert a.input_shape[1:3] == (16, 16) and b.input_shape[1:3] == (32, 32)
 assert all(np.array_equal(x, y) for x, y in zip(a.trainable_weights, b.trainable_weights)), "at --lr 0 the weights stay the source's"
 """)
     assert same.returncode == 0, same.stderr
 
-    leaky = saunet("train", "--data", str(dataset), "--out", str(tmp_path / "leaky"), "--epochs", "1", *TINY,
-                   "--seed", "1", "--init-from", str(source / "best.keras"))
+    leaky = saunet(
+        "train",
+        "--data",
+        str(dataset),
+        "--out",
+        str(tmp_path / "leaky"),
+        "--epochs",
+        "1",
+        *TINY,
+        "--seed",
+        "1",
+        "--init-from",
+        str(source / "best.keras"),
+    )
     assert leaky.returncode == 1
-    assert leaky.stderr.strip().splitlines()[-1].startswith(
-        f"error: {source / 'best.keras'}: learnt from or was chosen on "), leaky.stderr
-    foreign = saunet("train", "--data", str(dataset), "--out", str(tmp_path / "foreign"), "--epochs", "1", *TINY,
-                     "--preset", "sa-unet", "--init-from", str(source))
+    assert (
+        leaky.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"error: {source / 'best.keras'}: learnt from or was chosen on ")
+    ), leaky.stderr
+    foreign = saunet(
+        "train",
+        "--data",
+        str(dataset),
+        "--out",
+        str(tmp_path / "foreign"),
+        "--epochs",
+        "1",
+        *TINY,
+        "--preset",
+        "sa-unet",
+        "--init-from",
+        str(source),
+    )
     assert foreign.returncode == 1
     assert "another architecture" in foreign.stderr.strip().splitlines()[-1], foreign.stderr
-    missing = saunet("train", "--data", str(dataset), "--out", str(tmp_path / "missing"), "--epochs", "1", *TINY,
-                     "--init-from", str(tmp_path / "nothing.keras"))
+    missing = saunet(
+        "train",
+        "--data",
+        str(dataset),
+        "--out",
+        str(tmp_path / "missing"),
+        "--epochs",
+        "1",
+        *TINY,
+        "--init-from",
+        str(tmp_path / "nothing.keras"),
+    )
     assert missing.returncode == 1
     assert missing.stderr.strip().splitlines()[-1] == f"error: {tmp_path / 'nothing.keras'}: no such model file"
-    assert not any((tmp_path / name).exists() for name in ("leaky", "foreign", "missing")), \
+    assert not any((tmp_path / name).exists() for name in ("leaky", "foreign", "missing")), (
         "a refused source is found before the run folder is made"
+    )
 
 
 def test_new_run_refuses_existing_run_folder(dataset: Path, tmp_path: Path) -> None:
@@ -160,7 +273,10 @@ def test_new_run_refuses_existing_run_folder(dataset: Path, tmp_path: Path) -> N
     assert saunet("train", "--data", str(dataset), "--out", str(run), "--epochs", "1", *TINY).returncode == 0
     again = saunet("train", "--data", str(dataset), "--out", str(run), "--epochs", "1", *TINY)
     assert again.returncode == 1
-    assert again.stderr.strip().splitlines()[-1] == f"error: {run}: already holds a run; add --resume to continue it, or choose another --out"
+    assert (
+        again.stderr.strip().splitlines()[-1]
+        == f"error: {run}: already holds a run; add --resume to continue it, or choose another --out"
+    )
 
 
 def test_epochs_default_to_50_for_a_new_run_and_to_the_runs_own_on_resume(tmp_path: Path, capsys) -> None:
@@ -182,12 +298,15 @@ def test_epochs_default_to_50_for_a_new_run_and_to_the_runs_own_on_resume(tmp_pa
     assert "laid out for 12 epochs" in capsys.readouterr().out, "extending a cosine run should say the rate stays low"
 
 
-@pytest.mark.parametrize("setup, expected", [
-    ("missing", "no such data folder"),
-    ("empty", "no image/mask pairs"),
-    ("unpaired", "image without its mask"),
-    ("corrupt", "not a readable image"),
-])
+@pytest.mark.parametrize(
+    "setup, expected",
+    [
+        ("missing", "no such data folder"),
+        ("empty", "no image/mask pairs"),
+        ("unpaired", "image without its mask"),
+        ("corrupt", "not a readable image"),
+    ],
+)
 def test_bad_data_is_one_line_error_naming_the_file(tmp_path: Path, setup: str, expected: str) -> None:
     data = tmp_path / "data"
     if setup != "missing":
@@ -222,8 +341,11 @@ def test_defaults_rebuild_the_bundled_models_training_command(monkeypatch) -> No
 
     from saunet.training import cli, train
 
-    bundled = json.loads((Path(__file__).resolve().parents[1] / "checkpoints" / "seed-128-grey-norm-nodrop-50"
-                          / "config.json").read_text())
+    bundled = json.loads(
+        (
+            Path(__file__).resolve().parents[1] / "checkpoints" / "seed-128-grey-norm-nodrop-50" / "config.json"
+        ).read_text()
+    )
     seen = {}
     monkeypatch.setattr(train, "train", lambda config, resume: seen.update(config=config, resume=resume))
     result = CliRunner().invoke(cli.train, ["--data", bundled["data"], "--out", bundled["out"]])
@@ -244,42 +366,86 @@ def test_seed_notebook_recipe_is_one_option_away(monkeypatch) -> None:
     result = CliRunner().invoke(cli.train, ["--data", "d", "--out", "o", "--recipe", "seed-notebook", "--lr", "3e-4"])
     assert result.exit_code == 0, result.output
     config = seen["config"]
-    assert (config.input_size, config.loss, config.learning_rate, config.split, config.keep_prob,
-            config.normalise, config.augmentation.grey) == (256, "dice", 3e-4, (0.85, 0.10, 0.05), None, "none", 0.0)
+    assert (
+        config.input_size,
+        config.loss,
+        config.learning_rate,
+        config.split,
+        config.keep_prob,
+        config.normalise,
+        config.augmentation.grey,
+    ) == (256, "dice", 3e-4, (0.85, 0.10, 0.05), None, "none", 0.0)
 
 
 def test_old_config_without_newer_keys_resumes_with_the_values_it_was_trained_with() -> None:
     from saunet.training.train import TrainConfig
 
     old = TrainConfig.from_dict({"data": "d", "out": "o", "epochs": 3})
-    assert (old.preset, old.input_size, old.loss, old.normalise, old.split, old.folds) == \
-        ("sa-unet", 256, "dice", "none", (0.85, 0.10, 0.05), None)
+    assert (old.preset, old.input_size, old.loss, old.normalise, old.split, old.folds) == (
+        "sa-unet",
+        256,
+        "dice",
+        "none",
+        (0.85, 0.10, 0.05),
+        None,
+    )
 
 
 def test_fold_runs_give_out_of_fold_scores_and_an_ensemble_on_the_test_patients(dataset: Path, tmp_path: Path) -> None:
     runs = [tmp_path / f"fold{f}" for f in range(2)]
     for fold, run in enumerate(runs):
-        result = saunet("train", "--data", str(dataset), "--out", str(run), *TINY, "--epochs", "1",
-                        "--folds", "2", "--fold", str(fold))
+        result = saunet(
+            "train",
+            "--data",
+            str(dataset),
+            "--out",
+            str(run),
+            *TINY,
+            "--epochs",
+            "1",
+            "--folds",
+            "2",
+            "--fold",
+            str(fold),
+        )
         assert result.returncode == 0, result.stderr
     splits = [json.loads((run / "split.json").read_text()) for run in runs]
     assert splits[0]["test"] == splits[1]["test"] and (splits[0]["folds"], splits[1]["fold"]) == (2, 1)
 
-    oof = saunet("eval", "--data", str(dataset), *[a for run in runs for a in ("--model", str(run))], "--split", "val",
-                 "--json", str(tmp_path / "oof.json"))
+    oof = saunet(
+        "eval",
+        "--data",
+        str(dataset),
+        *[a for run in runs for a in ("--model", str(run))],
+        "--split",
+        "val",
+        "--json",
+        str(tmp_path / "oof.json"),
+    )
     assert oof.returncode == 0, oof.stderr
     scores = json.loads((tmp_path / "oof.json").read_text())
     assert scores["checkpoint"] == "last", "a fold's best epoch was chosen on the patients it is scored on"
     assert sorted(p["patient"] for p in scores["per_patient"]) == sorted(splits[0]["val"] + splits[1]["val"])
-    assert {p["patient"]: p["fold"] for p in scores["per_patient"]} == \
-        {case: f for f, split in enumerate(splits) for case in split["val"]}
+    assert {p["patient"]: p["fold"] for p in scores["per_patient"]} == {
+        case: f for f, split in enumerate(splits) for case in split["val"]
+    }
     assert "out-of-fold over 2 folds" in oof.stdout
 
     twice = saunet("eval", "--data", str(dataset), "--model", str(runs[0]), "--model", str(runs[0]), "--split", "val")
     assert twice.returncode == 1 and twice.stderr.strip() == "error: fold 0 is given twice"
 
-    ensemble = saunet("eval", "--data", str(dataset), "--model", str(runs[0]), "--model", str(runs[1]), "--tta",
-                      "--json", str(tmp_path / "ens.json"))
+    ensemble = saunet(
+        "eval",
+        "--data",
+        str(dataset),
+        "--model",
+        str(runs[0]),
+        "--model",
+        str(runs[1]),
+        "--tta",
+        "--json",
+        str(tmp_path / "ens.json"),
+    )
     assert ensemble.returncode == 0, ensemble.stderr
     scores = json.loads((tmp_path / "ens.json").read_text())
     assert [p["patient"] for p in scores["per_patient"]] == splits[0]["test"] and scores["tta"] is True

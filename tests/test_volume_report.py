@@ -1,4 +1,5 @@
 """A volume's picture and its results.json entry, on small made-up volumes."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,7 +26,7 @@ def test_montage_shows_the_tumour_slices_outlined() -> None:
     picture = montage(v.pixels, mask, v.labels)
     assert picture.shape == (12, 2 * 12 + GAP, 3)  # two tiles side by side
     outlined = (picture == OUTLINE).all(axis=2)
-    assert outlined[:, :12].any() and outlined[:, 12 + GAP:].any()  # each tile with its tumour's outline
+    assert outlined[:, :12].any() and outlined[:, 12 + GAP :].any()  # each tile with its tumour's outline
     nothing = montage(v.pixels, np.zeros_like(mask), v.labels)
     assert nothing.shape == (12, 12, 3)  # the middle slice, labelled "no tumour found"
 
@@ -51,7 +52,9 @@ def test_volume_summary_reports_size_place_and_confidence() -> None:
 def test_a_folder_is_a_volume_only_for_one_cases_consecutive_slices() -> None:
     names = [Path(f"TCGA_XX_1_2000_{n}.tif") for n in (3, 1, 2, 10, 4, 5, 6, 7, 8, 9)]
     files, numbers = consecutive_case(names)
-    assert numbers == list(range(1, 11)) and [f.name for f in files][:3] == [f"TCGA_XX_1_2000_{n}.tif" for n in (1, 2, 3)]
+    assert numbers == list(range(1, 11)) and [f.name for f in files][:3] == [
+        f"TCGA_XX_1_2000_{n}.tif" for n in (1, 2, 3)
+    ]
     assert consecutive_case([Path("A_1.png"), Path("A_3.png")]) is None  # a gap
     assert consecutive_case([Path("A_1.png"), Path("B_2.png")]) is None  # two cases
     assert consecutive_case([Path("A_1.png"), Path("scan.png")]) is None  # not numbered

@@ -1,4 +1,5 @@
 """saunet-run on patients: slice folders, NIfTI and DICOM give the masks the slice path gives for the same pixels."""
+
 from __future__ import annotations
 
 import json
@@ -74,8 +75,9 @@ def seg_in_kaggle_order(path: Path) -> np.ndarray:
     return np.moveaxis(nib.orientations.apply_orientation(data, turn), 2, 0)
 
 
-def test_slice_folder_is_a_volume_with_the_slice_paths_masks(case: Path, slice_masks: np.ndarray,
-                                                              tmp_path: Path) -> None:
+def test_slice_folder_is_a_volume_with_the_slice_paths_masks(
+    case: Path, slice_masks: np.ndarray, tmp_path: Path
+) -> None:
     code, err = run(str(case), "--out", str(tmp_path / "all"), "--all-components")
     assert code == 0, err
     (entry,) = results(tmp_path / "all")
@@ -94,8 +96,9 @@ def test_slice_folder_is_a_volume_with_the_slice_paths_masks(case: Path, slice_m
     assert Path(entry["montage"]).is_file() and "overlays" not in entry
 
 
-def test_nifti_gives_the_slice_paths_masks_in_its_own_geometry(stack: np.ndarray, slice_masks: np.ndarray,
-                                                               tmp_path: Path) -> None:
+def test_nifti_gives_the_slice_paths_masks_in_its_own_geometry(
+    stack: np.ndarray, slice_masks: np.ndarray, tmp_path: Path
+) -> None:
     source = write_nifti(tmp_path / "patient.nii.gz", stack)
     code, err = run(str(tmp_path / "patient.nii.gz"), "--out", str(tmp_path / "out"), "--all-components")
     assert code == 0, err
@@ -118,8 +121,9 @@ def test_reoriented_nifti_gives_the_reoriented_mask_back(stack: np.ndarray, tmp_
     ras = nib.as_closest_canonical(pls)
     assert nib.aff2axcodes(ras.affine) == ("R", "A", "S")
     nib.save(ras, tmp_path / "ras.nii")
-    odd = ras.as_reoriented(nib.orientations.ornt_transform(nib.io_orientation(ras.affine),
-                                                            nib.orientations.axcodes2ornt(("S", "R", "P"))))
+    odd = ras.as_reoriented(
+        nib.orientations.ornt_transform(nib.io_orientation(ras.affine), nib.orientations.axcodes2ornt(("S", "R", "P")))
+    )
     assert nib.aff2axcodes(odd.affine) == ("S", "R", "P")
     nib.save(odd, tmp_path / "odd.nii.gz")
     names = ("pls.nii.gz", "ras.nii", "odd.nii.gz")
@@ -147,8 +151,15 @@ def test_2d_nifti_is_a_one_line_error(tmp_path: Path) -> None:
     assert len([line for line in err.splitlines() if line.startswith("error")]) == 1
 
 
-def write_dicom(path: Path, pixels: np.ndarray, z: float, series: str, instance: int, description: str = "FLAIR",
-                spacing: float = 0.5) -> None:
+def write_dicom(
+    path: Path,
+    pixels: np.ndarray,
+    z: float,
+    series: str,
+    instance: int,
+    description: str = "FLAIR",
+    spacing: float = 0.5,
+) -> None:
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
@@ -175,9 +186,9 @@ def write_dicom(path: Path, pixels: np.ndarray, z: float, series: str, instance:
     ds.save_as(path, enforce_file_format=True)
 
 
-def test_dicom_series_is_ordered_by_position_and_gives_the_slice_paths_masks(stack: np.ndarray,
-                                                                              slice_masks: np.ndarray,
-                                                                              tmp_path: Path) -> None:
+def test_dicom_series_is_ordered_by_position_and_gives_the_slice_paths_masks(
+    stack: np.ndarray, slice_masks: np.ndarray, tmp_path: Path
+) -> None:
     """File names and InstanceNumbers run against the anatomy; only the positions tell the order."""
     series = tmp_path / "series"
     series.mkdir()
@@ -238,7 +249,10 @@ def test_folder_of_case_folders_is_many_volumes_and_gaps_stay_slices(case: Path,
     assert result.exit_code == 0, result.stderr
     entries = results(tmp_path / "out")
     assert [("volume" in e, Path(e["input"]).name) for e in entries] == [
-        (True, CASE), (False, "TCGA_XX_0002_20000101_1.png"), (False, "TCGA_XX_0002_20000101_3.png")]
+        (True, CASE),
+        (False, "TCGA_XX_0002_20000101_1.png"),
+        (False, "TCGA_XX_0002_20000101_3.png"),
+    ]
     assert f"note: {gappy}: the slices of TCGA_XX_0002_20000101 are not consecutive" in result.stderr
 
 
@@ -258,7 +272,9 @@ def test_volume_path_needs_no_tensorflow(stack: np.ndarray, tmp_path: Path) -> N
     from conftest import BLOCK_TENSORFLOW
 
     write_nifti(tmp_path / "p.nii.gz", stack)
-    code = BLOCK_TENSORFLOW + """
+    code = (
+        BLOCK_TENSORFLOW
+        + """
 from saunet.runtime.cli import main
 try:
     main()
@@ -267,8 +283,14 @@ finally:
     assert not heavy, heavy
     assert "nibabel" in sys.modules
 """
-    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "p.nii.gz"), "--out", str(tmp_path / "out")],
-                            check=False, capture_output=True, text=True, timeout=120)
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "p.nii.gz"), "--out", str(tmp_path / "out")],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out" / "p_seg.nii.gz").is_file()
 
@@ -279,14 +301,20 @@ def test_channels_names_a_4d_files_own_sequence_order(stack: np.ndarray, tmp_pat
     write_nifti(tmp_path / "other_order.nii.gz", stack[..., [1, 2, 0]])
     code, err = run(str(tmp_path / "model_order.nii.gz"), "--out", str(tmp_path / "a"))
     assert code == 0, err
-    code, err = run(str(tmp_path / "other_order.nii.gz"), "--channels", "FLAIR,post-contrast,pre-contrast",
-                    "--out", str(tmp_path / "b"))
+    code, err = run(
+        str(tmp_path / "other_order.nii.gz"),
+        "--channels",
+        "FLAIR,post-contrast,pre-contrast",
+        "--out",
+        str(tmp_path / "b"),
+    )
     assert code == 0, err
     (a,), (b,) = results(tmp_path / "a"), results(tmp_path / "b")
     assert a["volume"]["tumour_voxels"] > 0
     np.testing.assert_array_equal(np.asanyarray(nib.load(a["seg"]).dataobj), np.asanyarray(nib.load(b["seg"]).dataobj))
-    code, err = run(str(tmp_path / "other_order.nii.gz"), "--channels", "FLAIR,T2,pre-contrast",
-                    "--out", str(tmp_path / "c"))
+    code, err = run(
+        str(tmp_path / "other_order.nii.gz"), "--channels", "FLAIR,T2,pre-contrast", "--out", str(tmp_path / "c")
+    )
     assert code == 2 and "--channels" in err and not (tmp_path / "c").exists()
 
 
@@ -294,8 +322,12 @@ def test_broken_nifti_files_are_one_line_errors_and_the_batch_goes_on(stack: np.
     good = tmp_path / "good.nii.gz"
     write_nifti(good, stack)
     data = good.read_bytes()
-    broken = {"truncated.nii.gz": data[: len(data) // 2], "empty.nii": b"", "random.nii": bytes(range(256)) * 4,
-              "corrupt.nii.gz": data[:2000] + bytes(b ^ 0x55 for b in data[2000:3000]) + data[3000:]}
+    broken = {
+        "truncated.nii.gz": data[: len(data) // 2],
+        "empty.nii": b"",
+        "random.nii": bytes(range(256)) * 4,
+        "corrupt.nii.gz": data[:2000] + bytes(b ^ 0x55 for b in data[2000:3000]) + data[3000:],
+    }
     for name, content in broken.items():
         (tmp_path / name).write_bytes(content)
     code, err = run(*(str(tmp_path / n) for n in broken), str(good), "--out", str(tmp_path / "out"))
@@ -332,12 +364,15 @@ def test_multi_frame_dicom_is_refused_in_one_line(stack: np.ndarray, tmp_path: P
     dataset.save_as(series / "all.dcm", enforce_file_format=True)
     code, err = run(str(series), "--out", str(tmp_path / "out"))
     assert code == 1
-    assert err.splitlines()[0] == (f"error: {series / 'all.dcm'}: a multi-frame DICOM file (3 frames); saunet-run "
-                                   "reads series of single-frame files (most converters can write those)")
+    assert err.splitlines()[0] == (
+        f"error: {series / 'all.dcm'}: a multi-frame DICOM file (3 frames); saunet-run "
+        "reads series of single-frame files (most converters can write those)"
+    )
 
 
 def test_a_volume_whose_output_cannot_be_written_leaves_no_file_and_the_batch_goes_on(
-        stack: np.ndarray, tmp_path: Path) -> None:
+    stack: np.ndarray, tmp_path: Path
+) -> None:
     write_nifti(tmp_path / "a.nii.gz", stack)
     write_nifti(tmp_path / "b.nii.gz", stack)
     out = tmp_path / "out"

@@ -3,6 +3,7 @@
 tensorflow-model-optimization works only with Keras 2, so the whole training side uses
 tf_keras; TF_USE_LEGACY_KERAS must be set before TensorFlow is first imported.
 """
+
 import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")

@@ -1,4 +1,5 @@
 """`python -m saunet.training train|eval ...`, the same as saunet-train and saunet-eval."""
+
 from saunet.training.cli import main
 
 main()

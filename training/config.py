@@ -2,6 +2,7 @@
 
 No TensorFlow here, so that `saunet-train --help` and config.json handling start at once.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
@@ -90,7 +91,7 @@ class TrainConfig:
         return values
 
     @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
+    def from_dict(cls, values: dict) -> TrainConfig:
         """A saved config.json; keys it lacks (written before they existed) take the values they
         had then, so an old run folder resumes and scores as it was trained."""
         names = {f.name for f in fields(cls)}
@@ -109,8 +110,16 @@ class TrainConfig:
 
 #: What a config.json without a key meant before the defaults became the "saunet" recipe.
 SAVED_BEFORE_RECIPES: dict = {
-    "preset": "sa-unet", "input_size": 256, "keep_prob": None, "batch_size": 32, "learning_rate": 1e-4,
-    "schedule": "constant", "loss": "dice", "split": (0.85, 0.10, 0.05), "augmentation": {}, "normalise": "none",
+    "preset": "sa-unet",
+    "input_size": 256,
+    "keep_prob": None,
+    "batch_size": 32,
+    "learning_rate": 1e-4,
+    "schedule": "constant",
+    "loss": "dice",
+    "split": (0.85, 0.10, 0.05),
+    "augmentation": {},
+    "normalise": "none",
 }
 
 
@@ -118,8 +127,15 @@ SAVED_BEFORE_RECIPES: dict = {
 RECIPES: dict[str, dict] = {
     "saunet": {},
     "seed-notebook": {
-        "preset": "seed", "input_size": 256, "batch_size": 32, "learning_rate": 1e-4, "schedule": "constant",
-        "loss": "dice", "split": (0.85, 0.10, 0.05), "keep_prob": None, "normalise": "none",
+        "preset": "seed",
+        "input_size": 256,
+        "batch_size": 32,
+        "learning_rate": 1e-4,
+        "schedule": "constant",
+        "loss": "dice",
+        "split": (0.85, 0.10, 0.05),
+        "keep_prob": None,
+        "normalise": "none",
         "augmentation": Augmentation(grey=0.0),
     },
 }

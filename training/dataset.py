@@ -5,6 +5,7 @@ the same pairs as PNG, in case folders or flat. The patient and slice number com
 file name, slices are sorted by number (they are not zero-padded), and `data.csv` is joined
 on the patient id where it is present.
 """
+
 from __future__ import annotations
 
 import csv
@@ -138,8 +139,11 @@ def split_cases(
     across the split. Validation and test get round(fraction * patients), at least one each
     when their fraction is positive; training gets the rest.
     """
-    if len(fractions) != 3 or not all(math.isfinite(f) and f >= 0 for f in fractions) \
-            or not math.isclose(sum(fractions), 1.0, abs_tol=1e-6):
+    if (
+        len(fractions) != 3
+        or not all(math.isfinite(f) and f >= 0 for f in fractions)
+        or not math.isclose(sum(fractions), 1.0, abs_tol=1e-6)
+    ):
         raise ValueError(f"split fractions must be three non-negative numbers summing to 1, got {fractions}")
     patients = sorted({Case(name, []).patient for name in names})
     order = [patients[i] for i in np.random.default_rng(seed).permutation(len(patients))]
@@ -201,8 +205,9 @@ def training_mask(mask: np.ndarray, size: int, targets: str) -> np.ndarray:
     return np.clip(np.asarray(shrunk), 0.0, 1.0).astype(np.float16)
 
 
-def load_case(case: Case, size: int | None, bad: BadFiles | None = None,
-              mask_targets: str = "nearest") -> Volume | None:
+def load_case(
+    case: Case, size: int | None, bad: BadFiles | None = None, mask_targets: str = "nearest"
+) -> Volume | None:
     """Reads a case's slices at size x size (None: as stored); None when every slice was skipped as bad.
 
     Training reads at the model's input size, masks as `training_mask` makes them; scoring reads
@@ -221,11 +226,15 @@ def load_case(case: Case, size: int | None, bad: BadFiles | None = None,
             bad.report(str(error))
             continue
         if image.shape[:2] != mask.shape:
-            bad.report(f"{item.mask}: mask is {mask.shape[1]}x{mask.shape[0]}, its image {image.shape[1]}x{image.shape[0]}")
+            bad.report(
+                f"{item.mask}: mask is {mask.shape[1]}x{mask.shape[0]}, its image {image.shape[1]}x{image.shape[0]}"
+            )
             continue
         if size is None and images and image.shape[:2] != images[0].shape[:2]:
-            bad.report(f"{item.image}: is {image.shape[1]}x{image.shape[0]}, the case's first slice "
-                       f"{images[0].shape[1]}x{images[0].shape[0]}")
+            bad.report(
+                f"{item.image}: is {image.shape[1]}x{image.shape[0]}, the case's first slice "
+                f"{images[0].shape[1]}x{images[0].shape[0]}"
+            )
             continue
         images.append(image if size is None else resize_image(image, size))
         masks.append(mask if size is None else training_mask(mask, size, mask_targets))
@@ -234,8 +243,9 @@ def load_case(case: Case, size: int | None, bad: BadFiles | None = None,
     return Volume(case.name, np.stack(images), np.stack(masks))
 
 
-def load_cases(cases: list[Case], size: int | None, bad: BadFiles | None = None,
-               mask_targets: str = "nearest") -> list[Volume]:
+def load_cases(
+    cases: list[Case], size: int | None, bad: BadFiles | None = None, mask_targets: str = "nearest"
+) -> list[Volume]:
     """Loads several cases, dropping those with no usable slice."""
     volumes = [load_case(case, size, bad, mask_targets) for case in cases]
     return [v for v in volumes if v is not None]

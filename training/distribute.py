@@ -1,4 +1,5 @@
 """Choosing a tf.distribute strategy; the training code is the same under every one."""
+
 from __future__ import annotations
 
 import json
@@ -7,7 +8,6 @@ import os
 import tensorflow as tf
 
 from saunet.training.config import STRATEGIES  # noqa: F401
-
 
 
 def make_strategy(name: str = "auto") -> tf.distribute.Strategy:

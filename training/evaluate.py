@@ -1,4 +1,5 @@
 """Scoring a model on a split's patients with the shared numpy metrics (saunet.runtime.metrics)."""
+
 from __future__ import annotations
 
 import json
@@ -13,10 +14,10 @@ from saunet.runtime.spec import ModelSpec
 from saunet.training.dataset import BadFiles, DataError, Volume, find_cases, load_cases
 
 
-
 def keras_predictor(model, spec: Preprocessing, batch_size: int = 16) -> Predictor:
     """Wraps a Keras model as saunet-run uses a TFLite one: the runtime's resizing,
     normalisation and scaling, predict, and the probabilities resized back to the scans' own size."""
+
     def predict(images: np.ndarray) -> np.ndarray:
         height, width = images.shape[1:3]
         resized = (height, width) != (spec.input_size, spec.input_size)
@@ -55,8 +56,10 @@ def split_cases_of(path: Path, split: str) -> list[str]:
     """The case names of `split` in the split of the model at `path` (see model_split)."""
     where, cases = model_split(path)
     if cases is None:
-        raise DataError(f"{where}: {'missing' if where.name == 'split.json' else 'keeps no patient split'}; "
-                        "pass --split all, or a model inside a run folder")
+        raise DataError(
+            f"{where}: {'missing' if where.name == 'split.json' else 'keeps no patient split'}; "
+            "pass --split all, or a model inside a run folder"
+        )
     if split not in cases or not isinstance(cases[split], list):
         raise DataError(f"{where}: has no split named {split!r}")
     return cases[split]
@@ -86,6 +89,7 @@ def score(volumes: list[Volume], predict: Predictor, threshold: float) -> dict:
 
 def format_table(scores: dict, title: str) -> str:
     """The summary figures as a terminal table, and a line per patient."""
+
     def fmt(value) -> str:
         return "n/a" if value is None else f"{value:.4f}"
 
@@ -94,9 +98,11 @@ def format_table(scores: dict, title: str) -> str:
     lines = [title, "-" * (width + value_width + 2)]
     lines += [f"{name:<{width}}  {value:>{value_width}}" for name, value in rows]
     lines.append("")
-    lines += [f"{p['patient']:<28} slices {p['slices']:>3}  Dice {fmt(p['dice_3d'])}  "
-              f"largest component {fmt(p['dice_3d_lcc'])}" + (f"  fold {p['fold']}" if "fold" in p else "")
-              for p in scores["per_patient"]]
+    lines += [
+        f"{p['patient']:<28} slices {p['slices']:>3}  Dice {fmt(p['dice_3d'])}  "
+        f"largest component {fmt(p['dice_3d_lcc'])}" + (f"  fold {p['fold']}" if "fold" in p else "")
+        for p in scores["per_patient"]
+    ]
     return "\n".join(lines)
 
 
@@ -134,8 +140,10 @@ def check_architecture(model, spec: ModelSpec, model_file: Path) -> None:
 
     expected = [tuple(w.shape) for w in build_saunet(spec, channels=model.input_shape[-1]).weights]
     if [tuple(w.shape) for w in model.weights] != expected:
-        raise DataError(f"{model_file}: not a saunet model as its description says ({spec.preset}, widths "
-                        f"{list(spec.filters)}; {model.count_params():,} parameters)")
+        raise DataError(
+            f"{model_file}: not a saunet model as its description says ({spec.preset}, widths "
+            f"{list(spec.filters)}; {model.count_params():,} parameters)"
+        )
 
 
 def model_spec_of(path: Path) -> ModelSpec:
@@ -169,8 +177,11 @@ def out_of_fold(data: Path, runs: list[Path], checkpoint: str, tta: bool, skip_b
     """
     splits = [model_split(run)[1] for run in runs]
     if not all(is_fold_run(run) for run in runs):
-        raise DataError("out-of-fold scoring needs runs of saunet-train --folds; "
-                        + ", ".join(str(r) for r in runs if not is_fold_run(r)) + " is not one")
+        raise DataError(
+            "out-of-fold scoring needs runs of saunet-train --folds; "
+            + ", ".join(str(r) for r in runs if not is_fold_run(r))
+            + " is not one"
+        )
     if len({(s["folds"], tuple(s["test"])) for s in splits}) != 1:
         raise DataError("the runs are folds of different cross-validations (other --folds, --split or --seed)")
     folds = [s["fold"] for s in splits]
@@ -213,5 +224,19 @@ def shared_split(runs: list[Path], split: str) -> list[str]:
     return lists[0]
 
 
-__all__ = ["CHECKPOINTS", "METRIC_NAMES", "ensemble_predictor", "format_table", "keras_predictor", "load_keras_model",
-           "load_split", "model_spec_of", "model_split", "out_of_fold", "predict_volumes", "score", "shared_split", "summary_rows"]
+__all__ = [
+    "CHECKPOINTS",
+    "METRIC_NAMES",
+    "ensemble_predictor",
+    "format_table",
+    "keras_predictor",
+    "load_keras_model",
+    "load_split",
+    "model_spec_of",
+    "model_split",
+    "out_of_fold",
+    "predict_volumes",
+    "score",
+    "shared_split",
+    "summary_rows",
+]

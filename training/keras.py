@@ -3,6 +3,7 @@
 tensorflow-model-optimization refuses Keras 3 models, and a model trained in one Keras cannot
 be quantized in the other, so every module imports `keras` from here.
 """
+
 import tf_keras as keras
 
 __all__ = ["keras"]

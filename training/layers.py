@@ -4,6 +4,7 @@ Both are ordinary serialisable Keras 2 (tf_keras) layers, never `Lambda`, so a s
 reloads without Python code objects and tensorflow-model-optimization can clone and annotate
 them for quantization-aware training.
 """
+
 from __future__ import annotations
 
 import tensorflow as tf

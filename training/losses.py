@@ -3,14 +3,13 @@
 These are what the optimiser and the progress bar see, batch by batch. The figures a run is
 judged by (per-patient 3D Dice and the rest) are computed in numpy by saunet.runtime.metrics.
 """
+
 from __future__ import annotations
 
 import tensorflow as tf
 
 from saunet.training.config import LOSSES  # noqa: F401
-
 from saunet.training.keras import keras
-
 
 
 def soft_dice(y_true: tf.Tensor, y_pred: tf.Tensor, smooth: float) -> tf.Tensor:

@@ -5,6 +5,7 @@ Retinal Vessel Segmentation" (ICPR 2020; Keras code in clguo/SA-UNet).
 The `seed` preset follows suniash/brain_mri_segmentation, the notebook this project grew from,
 with DropBlock2D in place of its Dropout as its README describes (../shared/REFERENCES.md).
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -110,7 +111,7 @@ def build_saunet(
     input_size = spec.input_size
     levels = len(spec.filters)
     if input_size % (2**levels):
-        raise ValueError(f"input size {input_size} is not divisible by {2 ** levels} ({levels} poolings)")
+        raise ValueError(f"input size {input_size} is not divisible by {2**levels} ({levels} poolings)")
 
     inputs = keras.Input((input_size, input_size, channels), batch_size=batch_size, name="image")
     skips, x = [], inputs

@@ -3,6 +3,7 @@
 Slices are decoded once by the runtime's numpy readers (training/dataset.py) and held in
 memory (the whole data set is about 1 GB of uint8); this pipeline does the per-epoch work.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,6 +24,7 @@ def random_transforms(batch: tf.Tensor, size: int, aug: Augmentation) -> tf.Tens
     One matrix per sample combines flip, rotation, shear, zoom and shift about the centre, so
     image and mask get the same geometry and are resampled once.
     """
+
     def uniform(limit: float) -> tf.Tensor:
         return tf.random.uniform([batch], -limit, limit)
 
@@ -46,8 +48,9 @@ def random_transforms(batch: tf.Tensor, size: int, aug: Augmentation) -> tf.Tens
     return tf.stack([a00, a01, b0, a10, a11, b1, zeros, zeros], axis=1)
 
 
-def augment(images: tf.Tensor, masks: tf.Tensor, aug: Augmentation,
-            soft_masks: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
+def augment(
+    images: tf.Tensor, masks: tf.Tensor, aug: Augmentation, soft_masks: bool = False
+) -> tuple[tf.Tensor, tf.Tensor]:
     """Applies one random transform per sample to a batch of images and their masks.
 
     Images are resampled bilinearly, 0/1 masks by nearest neighbour so they stay 0/1, and
@@ -57,18 +60,24 @@ def augment(images: tf.Tensor, masks: tf.Tensor, aug: Augmentation,
     shape = tf.shape(images)
     if aug.grey:
         grey = tf.random.uniform([shape[0], 1, 1, 1]) < aug.grey
-        images = tf.where(grey, tf.repeat(images[..., FLAIR:FLAIR + 1], images.shape[-1], axis=-1), images)
+        images = tf.where(grey, tf.repeat(images[..., FLAIR : FLAIR + 1], images.shape[-1], axis=-1), images)
     transforms = random_transforms(shape[0], images.shape[1], aug)
     output_shape = shape[1:3]
 
     def warp(x: tf.Tensor, interpolation: str) -> tf.Tensor:
         return tf.raw_ops.ImageProjectiveTransformV3(
-            images=x, transforms=transforms, output_shape=output_shape, fill_value=0.0,
-            interpolation=interpolation, fill_mode="CONSTANT",
+            images=x,
+            transforms=transforms,
+            output_shape=output_shape,
+            fill_value=0.0,
+            interpolation=interpolation,
+            fill_mode="CONSTANT",
         )
 
-    return (tf.ensure_shape(warp(images, "BILINEAR"), images.shape),
-            tf.ensure_shape(warp(masks, "BILINEAR" if soft_masks else "NEAREST"), masks.shape))
+    return (
+        tf.ensure_shape(warp(images, "BILINEAR"), images.shape),
+        tf.ensure_shape(warp(masks, "BILINEAR" if soft_masks else "NEAREST"), masks.shape),
+    )
 
 
 def sample_tumour_slices(images: np.ndarray, masks: np.ndarray, share: float, seed: int | None) -> tf.data.Dataset:
@@ -93,12 +102,16 @@ def sample_tumour_slices(images: np.ndarray, masks: np.ndarray, share: float, se
 
     def pool(chosen: np.ndarray, offset: int) -> tf.data.Dataset:
         part = tf.data.Dataset.from_tensor_slices((images[chosen], masks[chosen][..., None]))
-        return part.shuffle(int(chosen.sum()), seed=None if seed is None else seed + offset,
-                            reshuffle_each_iteration=True).repeat()
+        return part.shuffle(
+            int(chosen.sum()), seed=None if seed is None else seed + offset, reshuffle_each_iteration=True
+        ).repeat()
 
     mixed = tf.data.Dataset.sample_from_datasets(
-        [pool(has_tumour, 1), pool(~has_tumour, 2)], weights=[share, 1.0 - share], seed=seed,
-        rerandomize_each_iteration=True)
+        [pool(has_tumour, 1), pool(~has_tumour, 2)],
+        weights=[share, 1.0 - share],
+        seed=seed,
+        rerandomize_each_iteration=True,
+    )
     return mixed.take(len(images))
 
 

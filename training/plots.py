@@ -1,4 +1,5 @@
 """The pictures a run leaves behind: training curves and scan / truth / prediction panels."""
+
 from __future__ import annotations
 
 import csv
@@ -43,8 +44,12 @@ def plot_curves(history_csv: Path, out: Path) -> None:
 
 
 def plot_samples(
-    images: np.ndarray, truths: np.ndarray, predictions: list[np.ndarray], titles: list[str],
-    out: Path, labels: list[str] | None = None,
+    images: np.ndarray,
+    truths: np.ndarray,
+    predictions: list[np.ndarray],
+    titles: list[str],
+    out: Path,
+    labels: list[str] | None = None,
 ) -> None:
     """A row per slice: the scan (as stored, RGB), the true mask, then each prediction.
 

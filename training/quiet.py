@@ -6,6 +6,7 @@ nothing a user can act on, so saunet's commands load TensorFlow and probe its de
 process's stderr pointed at /dev/null, unless --verbose asks for them. Python exceptions are
 unaffected: they are raised, and printed, after stderr is restored.
 """
+
 from __future__ import annotations
 
 import os

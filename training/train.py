@@ -12,6 +12,7 @@ The run folder (all files written atomically, by the chief worker only):
     curves.png       loss and Dice per epoch
     samples.png      scan / true mask / predicted mask for validation slices (best model)
 """
+
 from __future__ import annotations
 
 import json
@@ -30,12 +31,12 @@ from saunet.runtime.files import atomic_path, write_text
 from saunet.runtime.metrics import score_patients
 from saunet.runtime.preprocess import Preprocessing, normalise_intensity
 from saunet.training import distribute
+from saunet.training.config import DEFAULT_EPOCHS, RECIPES, SCHEDULES, TrainConfig, recipe_config  # noqa: F401
 from saunet.training.dataset import BadFiles, Volume, find_cases, fold_split, load_cases, split_cases, stack
 from saunet.training.evaluate import keras_predictor, predict_volumes
 from saunet.training.keras import keras
 from saunet.training.losses import make_loss, training_metrics
 from saunet.training.model import build_saunet, custom_objects
-from saunet.training.config import DEFAULT_EPOCHS, RECIPES, SCHEDULES, TrainConfig, recipe_config  # noqa: F401
 from saunet.training.pipeline import make_dataset
 from saunet.training.plots import plot_curves, plot_samples
 
@@ -96,8 +97,9 @@ class PatientValidation(keras.callbacks.Callback):
     Runs before CSVLogger and TensorBoard so that they record the `val_*` figures it adds.
     """
 
-    def __init__(self, run: RunFolder, volumes: list[Volume], spec: Preprocessing, state: dict,
-                 samples: int, batch_size: int):
+    def __init__(
+        self, run: RunFolder, volumes: list[Volume], spec: Preprocessing, state: dict, samples: int, batch_size: int
+    ):
         super().__init__()
         self.run, self.volumes, self.spec, self.state = run, volumes, spec, state
         self.batch_size = batch_size
@@ -131,8 +133,14 @@ class PatientValidation(keras.callbacks.Callback):
         truths = np.stack([by_case[c].masks[i] for c, i in self.sample_index])
         predicted = np.stack([probabilities[c][0][i] >= self.spec.threshold for c, i in self.sample_index])
         titles = [f"{c} #{i + 1}" for c, i in self.sample_index]
-        plot_samples(images, truths, [predicted.astype(np.uint8)], titles, self.run.file("samples.png"),
-                     labels=[f"prediction (epoch {self.state['best_epoch']})"])
+        plot_samples(
+            images,
+            truths,
+            [predicted.astype(np.uint8)],
+            titles,
+            self.run.file("samples.png"),
+            labels=[f"prediction (epoch {self.state['best_epoch']})"],
+        )
 
 
 class Curves(keras.callbacks.Callback):
@@ -149,6 +157,7 @@ class Curves(keras.callbacks.Callback):
 
 def validation_logs(scores: dict) -> dict:
     """The validation figures added to each epoch's logs (and so to history.csv)."""
+
     def value(x):
         return float("nan") if x is None else float(x)
 
@@ -186,20 +195,31 @@ def read_init_source(config: TrainConfig, spec: Preprocessing, split: dict) -> l
     source, _, source_spec = load_keras_model(path)
     ours = build_saunet(config.model_spec())
     if [w.shape for w in ours.get_weights()] != [w.shape for w in source.get_weights()]:
-        raise RunError(f"{path}: another architecture ({source.count_params():,} parameters against this run's "
-                       f"{ours.count_params():,}); --init-from needs the same --preset and --base-filters")
+        raise RunError(
+            f"{path}: another architecture ({source.count_params():,} parameters against this run's "
+            f"{ours.count_params():,}); --init-from needs the same --preset and --base-filters"
+        )
     where, source_split = model_split(path)
     if source_split is None:
-        print(f"note: {path} keeps no patient split; make sure it never saw this run's validation or test "
-              "patients", flush=True)
+        print(
+            f"note: {path} keeps no patient split; make sure it never saw this run's validation or test patients",
+            flush=True,
+        )
     else:
         trained = set(source_split.get("train", []))
-        leaked = sorted((trained & set(split["val"])) | ((trained | set(source_split.get("val", []))) & set(split["test"])))
+        leaked = sorted(
+            (trained & set(split["val"])) | ((trained | set(source_split.get("val", []))) & set(split["test"]))
+        )
         if leaked:
-            raise RunError(f"{path}: learnt from or was chosen on {len(leaked)} of this run's validation/test patients "
-                           f"(e.g. {leaked[0]}; its split: {where}); use its --split and --seed")
-    differences = [f"{key} {value} (this run: {spec.to_dict()[key]})" for key, value in source_spec.to_dict().items()
-                   if key != "threshold" and value != spec.to_dict()[key]]
+            raise RunError(
+                f"{path}: learnt from or was chosen on {len(leaked)} of this run's validation/test patients "
+                f"(e.g. {leaked[0]}; its split: {where}); use its --split and --seed"
+            )
+    differences = [
+        f"{key} {value} (this run: {spec.to_dict()[key]})"
+        for key, value in source_spec.to_dict().items()
+        if key != "threshold" and value != spec.to_dict()[key]
+    ]
     if differences:
         print(f"note: {path} was trained with " + ", ".join(differences), flush=True)
     return source.get_weights()
@@ -219,8 +239,11 @@ def start_or_resume(config: TrainConfig, resume: bool, run: RunFolder) -> tuple[
         if state["epoch"] and not (run.path / "last.keras").is_file():
             raise RunError(f"{run.path / 'last.keras'}: missing; the run cannot be resumed")
         if config.epochs and config.epochs > saved.epochs and saved.schedule != "constant":
-            print(f"note: the {saved.schedule} learning rate was laid out for {saved.epochs} epochs; "
-                  f"the epochs after those run at its floor", flush=True)
+            print(
+                f"note: the {saved.schedule} learning rate was laid out for {saved.epochs} epochs; "
+                f"the epochs after those run at its floor",
+                flush=True,
+            )
         saved.data, saved.epochs = config.data, config.epochs or saved.epochs
         return saved, state
     if run.chief and (run.path / "config.json").exists():
@@ -243,8 +266,11 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     bad = BadFiles(config.skip_bad)
     cases = find_cases(config.data, bad)
     names = [c.name for c in cases]
-    split = fold_split(names, config.split, config.seed, config.folds, config.fold) if config.folds \
+    split = (
+        fold_split(names, config.split, config.seed, config.folds, config.fold)
+        if config.folds
         else split_cases(names, config.split, config.seed)
+    )
     if resume and (run.path / "split.json").exists():
         saved_split = run.read_json("split.json")
         if {k: saved_split[k] for k in split} != split:
@@ -267,9 +293,15 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
 
     run.path.mkdir(parents=True, exist_ok=True)
     if not resume:
-        run.write_json("config.json", {**config.to_dict(), "preprocessing": spec.to_dict(),
-                                       "model": config.model_spec().to_dict(),
-                                       "versions": versions()})
+        run.write_json(
+            "config.json",
+            {
+                **config.to_dict(),
+                "preprocessing": spec.to_dict(),
+                "model": config.model_spec().to_dict(),
+                "versions": versions(),
+            },
+        )
         folds = {"folds": config.folds, "fold": config.fold} if config.folds else {}
         run.write_json("split.json", {**split, "seed": config.seed, "fractions": list(config.split), **folds})
 
@@ -282,11 +314,22 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
                 model.set_weights(initial_weights)
                 print(f"starting from the weights of {config.init_from}", flush=True)
             steps = -(-len(images) // config.batch_size) * config.epochs
-            model.compile(optimizer=keras.optimizers.Adam(learning_rate(config.learning_rate, config.schedule, steps)),
-                          loss=make_loss(config.loss, config.smooth), metrics=training_metrics())
+            model.compile(
+                optimizer=keras.optimizers.Adam(learning_rate(config.learning_rate, config.schedule, steps)),
+                loss=make_loss(config.loss, config.smooth),
+                metrics=training_metrics(),
+            )
 
-    dataset = make_dataset(images, masks, config.batch_size, spec, config.augmentation, shuffle=True,
-                           seed=config.seed + state["epoch"], tumour_share=config.tumour_share)
+    dataset = make_dataset(
+        images,
+        masks,
+        config.batch_size,
+        spec,
+        config.augmentation,
+        shuffle=True,
+        seed=config.seed + state["epoch"],
+        tumour_share=config.tumour_share,
+    )
     callbacks = [
         PatientValidation(run, val_volumes, spec, state, config.samples, config.batch_size),
         keras.callbacks.CSVLogger(str(run.file("history.csv")), append=bool(state["epoch"])),
@@ -294,22 +337,38 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
         keras.callbacks.TensorBoard(str(run.file("tensorboard")), write_graph=False, profile_batch=0),
     ]
     started = time.time()
-    print(f"training {config.preset} ({model.count_params():,} parameters) on {distribute.describe(strategy)}, "
-          f"epochs {state['epoch'] + 1} to {config.epochs}", flush=True)
+    print(
+        f"training {config.preset} ({model.count_params():,} parameters) on {distribute.describe(strategy)}, "
+        f"epochs {state['epoch'] + 1} to {config.epochs}",
+        flush=True,
+    )
     try:
-        model.fit(dataset, epochs=config.epochs, initial_epoch=state["epoch"], callbacks=callbacks,
-                  verbose=1 if sys.stdout.isatty() else 2)
+        model.fit(
+            dataset,
+            epochs=config.epochs,
+            initial_epoch=state["epoch"],
+            callbacks=callbacks,
+            verbose=1 if sys.stdout.isatty() else 2,
+        )
     except KeyboardInterrupt:
-        print(f"\ninterrupted; {state['epoch']} epoch(s) finished. Continue with: "
-              f"saunet-train --data {config.data} --out {config.out} --resume", file=sys.stderr)
+        print(
+            f"\ninterrupted; {state['epoch']} epoch(s) finished. Continue with: "
+            f"saunet-train --data {config.data} --out {config.out} --resume",
+            file=sys.stderr,
+        )
         raise
     summary = {
-        "run": str(run.path), "epochs": state["epoch"], "best_epoch": state.get("best_epoch"),
-        "best_val_dice_3d": state.get("best_score"), "minutes": round((time.time() - started) / 60, 1),
+        "run": str(run.path),
+        "epochs": state["epoch"],
+        "best_epoch": state.get("best_epoch"),
+        "best_val_dice_3d": state.get("best_score"),
+        "minutes": round((time.time() - started) / 60, 1),
         "strategy": distribute.describe(strategy),
     }
-    print(f"done: {summary['epochs']} epochs in {summary['minutes']} min; best validation per-patient 3D Dice "
-          f"{summary['best_val_dice_3d']:.4f} at epoch {summary['best_epoch']} -> {run.path / 'best.keras'}")
+    print(
+        f"done: {summary['epochs']} epochs in {summary['minutes']} min; best validation per-patient 3D Dice "
+        f"{summary['best_val_dice_3d']:.4f} at epoch {summary['best_epoch']} -> {run.path / 'best.keras'}"
+    )
     return summary
 
 
@@ -317,5 +376,11 @@ def versions() -> dict:
     """The toolkit, library and machine versions a run was made with."""
     import tf_keras
 
-    return {"saunet": __version__, "tensorflow": tf.__version__, "tf_keras": tf_keras.__version__,
-            "numpy": np.__version__, "python": platform.python_version(), "machine": platform.machine()}
+    return {
+        "saunet": __version__,
+        "tensorflow": tf.__version__,
+        "tf_keras": tf_keras.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+    }

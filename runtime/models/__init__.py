@@ -1,4 +1,5 @@
 """The models bundled with saunet: saunet-run's default and its float original (see MODEL_CARD.md)."""
+
 from pathlib import Path
 
 FOLDER = Path(__file__).parent
