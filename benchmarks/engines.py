@@ -37,6 +37,24 @@ class TFLiteEngine:
         return self.segmenter.predict(pixels).probability
 
 
+class MirroredTFLiteEngine(TFLiteEngine):
+    """saunet-run --tta: the scan and its left-right mirror through the model, probabilities averaged.
+
+    The latency columns time both model calls, as the device runs them.
+    """
+
+    def prepare(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.segmenter.model_input(pixels), self.segmenter.model_input(np.ascontiguousarray(pixels[:, ::-1]))
+
+    def call(self, x: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        return self.segmenter.run(x[0]), self.segmenter.run(x[1])
+
+    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
+        from saunet.runtime.ensemble import combined
+
+        return combined([self.segmenter], tta=True)(pixels).probability
+
+
 class RawTFLiteEngine:
     """A .tflite model with no saunet metadata (a layer of the floor): latency only, random input.
 
@@ -163,6 +181,7 @@ class KerasEngine:
 
 ENGINES = {
     "tflite": TFLiteEngine,
+    "tflite-tta": MirroredTFLiteEngine,
     "raw-tflite": RawTFLiteEngine,
     "onnx": OnnxEngine,
     "raw-onnx": RawOnnxEngine,

@@ -15,7 +15,7 @@ import numpy as np
 
 from saunet.runtime import __version__
 from saunet.runtime.ensemble import combined
-from saunet.runtime.files import OutputError, exit_cleanly_on_signals
+from saunet.runtime.files import OutputError, exit_cleanly_on_signals, remove_files
 from saunet.runtime.inputs import Item, collect
 from saunet.runtime.interpreter import DelegateError
 from saunet.runtime.metadata import ModelError
@@ -128,6 +128,8 @@ def segment_all(items: list[Item], predict: Predict, options: Options, out: Path
                 pixels = read_image(path)
             except InputError as error:
                 fail(item, error.problem, str(error))
+                stem = unique_name(path.stem, used)  # an earlier run's outputs under this name would now lie
+                remove_files(out / f"{stem}_pred.png", out / f"{stem}_overlay.png")
                 continue
             prediction = predict(pixels)
             mask = (prediction.probability >= options.threshold).astype(np.uint8)

@@ -86,6 +86,7 @@ def test_every_cpu_row_is_measured_at_each_thread_count(quick_report) -> None:
     report = json.loads(next(reports.glob("*.json")).read_text())
     rows = rows_of(reports)
     measured = ["keras float32 (TF CPU)", *(f"tflite {f.name}" for f in LITERT)]
+    measured += [f"tflite {f.name} --tta" for f in LITERT if f.integer_io]  # saunet-run --tta, as the device runs it
     try:
         import onnxruntime  # noqa: F401
         import tf2onnx  # noqa: F401

@@ -223,3 +223,19 @@ def test_exit_cleanly_on_signals_removes_a_partial_being_written(tmp_path: Path)
     assert stop.value.code == 143
     assert list(tmp_path.iterdir()) == []
     assert signal.getsignal(signal.SIGTERM) == before, "the previous handler must be restored"
+
+
+def test_a_scan_that_no_longer_reads_loses_the_outputs_an_earlier_run_wrote_for_it(real_slices: Path, tmp_path: Path):
+    folder, out = tmp_path / "scans", tmp_path / "out"
+    folder.mkdir()
+    for scan in scans(real_slices)[:2]:
+        shutil.copy(scan, folder / scan.name)
+    first = CliRunner().invoke(cli.main, [str(folder), "--out", str(out)])
+    assert first.exit_code == 0, first.output
+    broken = sorted(folder.iterdir())[0]
+    broken.write_bytes(b"not a png any more")
+    second = CliRunner().invoke(cli.main, [str(folder), "--out", str(out)])
+    assert second.exit_code == 1
+    whole, half = pairs_are_whole(out)
+    assert broken.stem not in whole and not half, "the old mask would pass for this run's"
+    assert len(whole) == 1 and leftovers(out) == []
