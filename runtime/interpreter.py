@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from saunet.runtime.metadata import ModelError
+from saunet.runtime.quiet import stderr_silenced
 
 #: Module paths tried in order, with the name the runtime reports.
 BACKENDS = (
@@ -131,12 +132,13 @@ def make_interpreter(
     reason = None
     with _quiet_delegate_finalizer():
         try:
-            interpreter = backend.Interpreter(
-                model_path=str(model_path),
-                num_threads=threads or os.cpu_count() or 1,
-                experimental_delegates=delegates,
-            )
-            interpreter.allocate_tensors()
+            with stderr_silenced():
+                interpreter = backend.Interpreter(
+                    model_path=str(model_path),
+                    num_threads=threads or os.cpu_count() or 1,
+                    experimental_delegates=delegates,
+                )
+                interpreter.allocate_tensors()
             return interpreter, name
         except (ValueError, RuntimeError) as error:
             reason = _one_line(error)

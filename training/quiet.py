@@ -10,27 +10,8 @@ unaffected: they are raised, and printed, after stderr is restored.
 from __future__ import annotations
 
 import os
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-
-@contextmanager
-def stderr_silenced(enabled: bool = True) -> Iterator[None]:
-    """Points file descriptor 2 at /dev/null for the duration (C++ writes go there too)."""
-    if not enabled:
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
+from saunet.runtime.quiet import stderr_silenced
 
 
 def load_tensorflow(verbose: bool) -> None:
