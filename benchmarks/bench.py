@@ -39,7 +39,7 @@ class Row:
         model: the model file the engine loads.
         delegate: a TFLite delegate ("edgetpu" or a library path), or "gpu" for Keras.
         floor: the floor (saunet.benchmarks.floor variant, e.g. "litert int8") its latency is read against.
-        calls: model calls a slice (2 with --tta), for the GOP/s column.
+        calls: model calls a slice (2 with --tta), for the GOP/s column and the floor (one floor a call).
         skipped: why the row is not measured (None: it is).
         results: per thread count, what the measuring process returned.
         error: why the measurement failed, when it did.
@@ -147,7 +147,11 @@ def make_rows(run: Path, static, paths: dict[str, Path], delegate: str | None, i
         gpu.skipped = "TensorFlow sees no GPU"
     rows.append(gpu)
     rows += [Row(f"tflite {f.name}", "tflite", paths[f.name], floor=floor_of(f)) for f in LITERT]
-    rows += [Row(f"tflite {f.name} --tta", "tflite-tta", paths[f.name], calls=2) for f in LITERT if f.integer_io]
+    rows += [
+        Row(f"tflite {f.name} --tta", "tflite-tta", paths[f.name], floor=floor_of(f), calls=2)
+        for f in LITERT
+        if f.integer_io
+    ]
     float_onnx = run / "export" / f"saunet{next(f for f in FORMATS if f.name == 'onnx-float32').suffix}"
     for fmt in (f for f in FORMATS if f.engine == "onnxruntime"):
         row = Row(

@@ -43,7 +43,7 @@ def row_summary(row, masks: dict, gop: float, floors: dict, threads: list[int]) 
         latency_ms=latency,
         gops={t: row.calls * gop / (v["p50"] / 1e3) for t, v in latency.items()},
         floor=row.floor,
-        floor_ratio={t: v["p50"] / floor[t] for t, v in latency.items() if t in floor},
+        floor_ratio={t: v["p50"] / (row.calls * floor[t]) for t, v in latency.items() if t in floor},
         peak_rss_mb=max(r["peak_rss_mb"] for r in row.results.values()),
     )
     full = row.results.get(threads[-1], {})
