@@ -9,20 +9,26 @@ import tensorflow as tf
 
 from saunet.quantize.convert import convert, representative
 from saunet.quantize.formats import Format
-from saunet.quantize.qat import fine_tune, quantization_aware, without_dropblock
+from saunet.quantize.qat import calibrate_ranges, fine_tune, quantization_aware, without_dropblock
 from saunet.quantize.tflite_metadata import embed
 from saunet.runtime import __version__
 from saunet.runtime.preprocess import normalise_intensity
 from saunet.runtime.spec import ModelSpec
-from saunet.training.keras import keras
 from saunet.training.config import Augmentation
+from saunet.training.keras import keras
 from saunet.training.pipeline import make_dataset
 
 
 def qat_model(model: keras.Model, images: np.ndarray, masks: np.ndarray, spec: ModelSpec, epochs: int,
-              learning_rate: float, batch_size: int = 16, steps_per_epoch: int | None = None) -> keras.Model:
-    """Fine-tunes a QAT copy of `model` on training slices; returns its batch-1 twin for conversion."""
+              learning_rate: float, calibration, batch_size: int = 16,
+              steps_per_epoch: int | None = None) -> keras.Model:
+    """Fine-tunes a QAT copy of `model` on training slices; returns its batch-1 twin for conversion.
+
+    Its quantization ranges are first set from `calibration` (the generator PTQ calibrates with),
+    so fine-tuning starts where post-training quantization ends.
+    """
     trainable = quantization_aware(model, spec)
+    calibrate_ranges(trainable, calibration_batches(calibration, batch_size))
     data = make_dataset(images, masks, batch_size, spec.preprocessing, Augmentation(), shuffle=True, seed=0)
     if steps_per_epoch:
         data = data.repeat()
@@ -30,6 +36,12 @@ def qat_model(model: keras.Model, images: np.ndarray, masks: np.ndarray, spec: M
     static = quantization_aware(model, spec, batch_size=1)
     static.set_weights(trainable.get_weights())
     return static
+
+
+def calibration_batches(calibration, batch_size: int) -> list[np.ndarray]:
+    """The calibration generator's single slices, stacked into batches."""
+    slices = [inputs[0][0] for inputs in calibration()]
+    return [np.stack(slices[i:i + batch_size]) for i in range(0, len(slices), batch_size)]
 
 
 def export_formats(model: keras.Model, formats: Iterable[Format], model_spec: ModelSpec, metadata: dict,
@@ -63,7 +75,7 @@ def export_formats(model: keras.Model, formats: Iterable[Format], model_spec: Mo
         source = float_static
         if fmt.name == "int8":
             source = qat_model(model, train_images, train_masks, model_spec, qat_epochs, qat_learning_rate,
-                               steps_per_epoch=qat_steps)
+                               calibration, steps_per_epoch=qat_steps)
         flatbuffer = convert(source, fmt, calibration, spec.scale)
         exported[fmt.name] = embed(flatbuffer, {
             **metadata,
