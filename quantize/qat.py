@@ -150,7 +150,8 @@ def batchnorm_layers(model: keras.Model) -> list[keras.layers.Layer]:
 
 @contextmanager
 def batchnorm_frozen(model: keras.Model) -> Iterator[None]:
-    """BatchNorm in inference mode (Keras runs a non-trainable BatchNorm so) for the duration."""
+    """BatchNorm in inference mode (Keras runs a non-trainable BatchNorm so) for the duration:
+    normalised by, and not updating, its moving statistics."""
     layers = batchnorm_layers(model)
     before = [layer.trainable for layer in layers]
     for layer in layers:
@@ -164,8 +165,16 @@ def batchnorm_frozen(model: keras.Model) -> Iterator[None]:
 
 def fine_tune(qat_model: keras.Model, dataset: tf.data.Dataset, epochs: int, learning_rate: float,
               steps_per_epoch: int | None = None) -> list[float]:
-    """A few epochs of training with fake quantization; returns the loss per epoch."""
-    qat_model.compile(keras.optimizers.Adam(learning_rate), loss=make_loss("dice", 100.0),
-                      metrics=training_metrics())
-    history = qat_model.fit(dataset, epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=2)
+    """A few epochs of training with fake quantization; returns the loss per epoch.
+
+    BatchNorm runs in inference mode, its moving statistics fixed: the converter folds them into
+    the convolutions, so batches of 16 normalised by their own statistics would train the weights
+    for a network the device never runs, while the fine-tuning steps overwrite the statistics of
+    the whole training run. Its scale and offset still train (tfmot's wrapper keeps them among
+    its trainable weights), like the convolutions they fold into.
+    """
+    with batchnorm_frozen(qat_model):
+        qat_model.compile(keras.optimizers.Adam(learning_rate), loss=make_loss("dice", 100.0),
+                          metrics=training_metrics())
+        history = qat_model.fit(dataset, epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=2)
     return [float(x) for x in np.asarray(history.history["loss"])]

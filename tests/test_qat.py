@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 
 import saunet.quantize  # noqa: F401  (Keras 2 before TensorFlow)
-from saunet.quantize.qat import batchnorm_layers, calibrate_ranges, quantization_aware, range_variables
+from saunet.quantize.qat import batchnorm_layers, calibrate_ranges, fine_tune, quantization_aware, range_variables
 from saunet.runtime.preprocess import Preprocessing
 from saunet.runtime.spec import model_spec
 from saunet.training.keras import keras
 from saunet.training.model import build_saunet
+from saunet.training.pipeline import make_dataset
 
 from conftest import synthetic_case
 
@@ -17,9 +18,15 @@ SIZE = 32
 
 
 @pytest.fixture(scope="module")
-def batches() -> list[np.ndarray]:
+def slices() -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
-    images = np.concatenate([synthetic_case(rng, 8, SIZE)[0] for _ in range(2)]).astype(np.float32) / 255
+    images, masks = zip(*(synthetic_case(rng, 8, SIZE) for _ in range(2)))
+    return np.concatenate(images), (np.concatenate(masks) > 0).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def batches(slices) -> list[np.ndarray]:
+    images = slices[0].astype(np.float32) / 255
     return [images[:8], images[8:]]
 
 
@@ -67,3 +74,19 @@ def test_calibrated_qat_model_computes_like_the_float_model(float_model, batches
     reference = float_model(batches[0]).numpy()
     quantized = qat(batches[0], training=False).numpy()
     assert np.abs(quantized - reference).max() < 0.05
+
+
+def test_fine_tuning_keeps_batchnorm_statistics(float_model, batches, slices) -> None:
+    qat = qat_copy(float_model)
+    calibrate_ranges(qat, batches)
+    statistics = lambda: [(layer.moving_mean.numpy(), layer.moving_variance.numpy())  # noqa: E731
+                          for layer in batchnorm_layers(qat)]
+    before = statistics()
+    kernel = qat.get_layer("quant_down1_a_conv").trainable_weights[0].numpy().copy()
+    data = make_dataset(*slices, 4, Preprocessing(input_size=SIZE), shuffle=True, seed=0)
+    fine_tune(qat, data, epochs=1, learning_rate=1e-2)
+    for layer, old, new in zip(batchnorm_layers(qat), before, statistics()):
+        for a, b in zip(old, new):
+            np.testing.assert_array_equal(a, b, err_msg=f"{layer.name}'s statistics moved in fine-tuning")
+    assert not np.array_equal(kernel, qat.get_layer("quant_down1_a_conv").trainable_weights[0].numpy()), \
+        "the convolutions are what fine-tuning trains"
