@@ -1,7 +1,6 @@
 """`saunet-export RUN_OR_MODEL --int8`: TFLite models with their metadata and a parity report."""
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import numpy as np
@@ -14,25 +15,43 @@ from saunet.quantize.tflite_metadata import embed
 from saunet.runtime import __version__
 from saunet.runtime.preprocess import normalise_intensity
 from saunet.runtime.spec import ModelSpec
-from saunet.training.config import Augmentation
+from saunet.training.config import Augmentation, TrainConfig
 from saunet.training.keras import keras
+from saunet.training.losses import make_loss
 from saunet.training.pipeline import make_dataset
 
 
+@dataclass(frozen=True)
+class QatRecipe:
+    """What the run was trained on, which quantization-aware fine-tuning repeats (training/config.py's
+    TrainConfig fields of the same names; these defaults are its own)."""
+
+    loss: str = "bce-dice"
+    smooth: float = 100.0
+    augmentation: Augmentation = Augmentation(grey=0.1)
+
+    @classmethod
+    def of_run(cls, config: dict) -> QatRecipe:
+        """The recipe of a run's config.json (an old one's missing keys meaning what they meant then)."""
+        run = TrainConfig.from_dict(config)
+        return cls(run.loss, run.smooth, run.augmentation)
+
+
 def qat_model(model: keras.Model, images: np.ndarray, masks: np.ndarray, spec: ModelSpec, epochs: int,
-              learning_rate: float, calibration, batch_size: int = 16,
+              learning_rate: float, calibration, recipe: QatRecipe, batch_size: int = 16,
               steps_per_epoch: int | None = None) -> keras.Model:
     """Fine-tunes a QAT copy of `model` on training slices; returns its batch-1 twin for conversion.
 
     Its quantization ranges are first set from `calibration` (the generator PTQ calibrates with),
-    so fine-tuning starts where post-training quantization ends.
+    so fine-tuning starts where post-training quantization ends; it then trains on the run's own
+    loss and augmentation (`recipe`), so the only new thing it learns is the quantization.
     """
     trainable = quantization_aware(model, spec)
     calibrate_ranges(trainable, calibration_batches(calibration, batch_size))
-    data = make_dataset(images, masks, batch_size, spec.preprocessing, Augmentation(), shuffle=True, seed=0)
+    data = make_dataset(images, masks, batch_size, spec.preprocessing, recipe.augmentation, shuffle=True, seed=0)
     if steps_per_epoch:
         data = data.repeat()
-    fine_tune(trainable, data, epochs, learning_rate, steps_per_epoch)
+    fine_tune(trainable, data, epochs, learning_rate, make_loss(recipe.loss, recipe.smooth), steps_per_epoch)
     static = quantization_aware(model, spec, batch_size=1)
     static.set_weights(trainable.get_weights())
     return static
@@ -47,7 +66,7 @@ def calibration_batches(calibration, batch_size: int) -> list[np.ndarray]:
 def export_formats(model: keras.Model, formats: Iterable[Format], model_spec: ModelSpec, metadata: dict,
                    train_images: np.ndarray | None = None, train_masks: np.ndarray | None = None,
                    qat_epochs: int = 2, qat_learning_rate: float = 1e-5, qat_steps: int | None = None,
-                   calibration_count: int = 200) -> dict[str, bytes]:
+                   calibration_count: int = 200, qat_recipe: QatRecipe = QatRecipe()) -> dict[str, bytes]:
     """Each format's .tflite bytes, metadata embedded.
 
     Args:
@@ -59,6 +78,7 @@ def export_formats(model: keras.Model, formats: Iterable[Format], model_spec: Mo
         train_images, train_masks: training slices at the input size (uint8, 0/1) for calibration
             and QAT, as read: the intensity normalisation of `spec` is applied here, as in training.
         qat_epochs, qat_learning_rate, qat_steps: quantization-aware fine-tuning settings.
+        qat_recipe: the loss and augmentation the model was trained with, which QAT repeats.
         calibration_count: representative slices for int8 calibration.
     """
     spec = model_spec.preprocessing
@@ -75,7 +95,7 @@ def export_formats(model: keras.Model, formats: Iterable[Format], model_spec: Mo
         source = float_static
         if fmt.name == "int8":
             source = qat_model(model, train_images, train_masks, model_spec, qat_epochs, qat_learning_rate,
-                               calibration, steps_per_epoch=qat_steps)
+                               calibration, qat_recipe, steps_per_epoch=qat_steps)
         flatbuffer = convert(source, fmt, calibration, spec.scale)
         exported[fmt.name] = embed(flatbuffer, {
             **metadata,
@@ -86,7 +106,9 @@ def export_formats(model: keras.Model, formats: Iterable[Format], model_spec: Mo
             "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "saunet": __version__,
             "tensorflow": tf.__version__,
-            **({"qat": {"epochs": qat_epochs, "learning_rate": qat_learning_rate, "steps_per_epoch": qat_steps}}
+            **({"qat": {"epochs": qat_epochs, "learning_rate": qat_learning_rate, "steps_per_epoch": qat_steps,
+                        "loss": qat_recipe.loss, "augmentation": qat_recipe.augmentation.to_dict(),
+                        "ranges": "calibrated", "batchnorm": "inference mode"}}
                if fmt.name == "int8" else {}),
         })
     return exported

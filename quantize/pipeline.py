@@ -21,7 +21,7 @@ def output_paths(source: Path, run: Path, out: Path | None, names: list[str]) ->
 
 def export(source: Path, names: list[str], out: Path | None, data: Path | None, qat_epochs: int, qat_lr: float,
            qat_steps: int | None, calibration: int, tolerance: float, force: bool) -> dict:
-    from saunet.quantize.export import export_formats
+    from saunet.quantize.export import QatRecipe, export_formats
     from saunet.quantize.parity import compare, markdown, write_report
     from saunet.runtime.segmenter import Segmenter
     from saunet.training.dataset import find_cases, load_cases, stack
@@ -58,7 +58,7 @@ def export(source: Path, names: list[str], out: Path | None, data: Path | None, 
                 "validation_cases": split["val"], "float_val_dice_3d": state.get("best_score"),
                 "source": source.resolve().relative_to(run.resolve().parent).as_posix()}
     flatbuffers = export_formats(model, [BY_NAME[n] for n in names], model_spec, metadata, images, masks,
-                                 qat_epochs, qat_lr, qat_steps, calibration)
+                                 qat_epochs, qat_lr, qat_steps, calibration, QatRecipe.of_run(config))
     for name, flatbuffer in flatbuffers.items():
         with atomic_path(paths[name]) as partial:
             partial.write_bytes(flatbuffer)

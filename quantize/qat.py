@@ -26,7 +26,7 @@ from tensorflow_model_optimization.python.core.quantization.keras import quant_o
 from saunet.runtime.spec import ModelSpec
 from saunet.training.keras import keras
 from saunet.training.layers import ChannelPool, DropBlock2D
-from saunet.training.losses import make_loss, training_metrics
+from saunet.training.losses import training_metrics
 
 quantizers = tfmot.quantization.keras.quantizers
 RANGE_SUFFIXES = ("_min:0", "_max:0")
@@ -164,8 +164,9 @@ def batchnorm_frozen(model: keras.Model) -> Iterator[None]:
 
 
 def fine_tune(qat_model: keras.Model, dataset: tf.data.Dataset, epochs: int, learning_rate: float,
-              steps_per_epoch: int | None = None) -> list[float]:
-    """A few epochs of training with fake quantization; returns the loss per epoch.
+              loss: keras.losses.Loss, steps_per_epoch: int | None = None) -> list[float]:
+    """A few epochs of training with fake quantization, on `loss` (the run's own); returns the
+    loss per epoch.
 
     BatchNorm runs in inference mode, its moving statistics fixed: the converter folds them into
     the convolutions, so batches of 16 normalised by their own statistics would train the weights
@@ -174,7 +175,6 @@ def fine_tune(qat_model: keras.Model, dataset: tf.data.Dataset, epochs: int, lea
     its trainable weights), like the convolutions they fold into.
     """
     with batchnorm_frozen(qat_model):
-        qat_model.compile(keras.optimizers.Adam(learning_rate), loss=make_loss("dice", 100.0),
-                          metrics=training_metrics())
+        qat_model.compile(keras.optimizers.Adam(learning_rate), loss=loss, metrics=training_metrics())
         history = qat_model.fit(dataset, epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=2)
     return [float(x) for x in np.asarray(history.history["loss"])]

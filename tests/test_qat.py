@@ -1,14 +1,20 @@
 """Quantization-aware fine-tuning: where its int8 ranges come from, and what fine-tuning may change."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 import saunet.quantize  # noqa: F401  (Keras 2 before TensorFlow)
+from saunet.quantize.export import QatRecipe
 from saunet.quantize.qat import batchnorm_layers, calibrate_ranges, fine_tune, quantization_aware, range_variables
 from saunet.runtime.preprocess import Preprocessing
 from saunet.runtime.spec import model_spec
+from saunet.training.config import Augmentation
 from saunet.training.keras import keras
+from saunet.training.losses import make_loss
 from saunet.training.model import build_saunet
 from saunet.training.pipeline import make_dataset
 
@@ -84,9 +90,19 @@ def test_fine_tuning_keeps_batchnorm_statistics(float_model, batches, slices) ->
     before = statistics()
     kernel = qat.get_layer("quant_down1_a_conv").trainable_weights[0].numpy().copy()
     data = make_dataset(*slices, 4, Preprocessing(input_size=SIZE), shuffle=True, seed=0)
-    fine_tune(qat, data, epochs=1, learning_rate=1e-2)
+    fine_tune(qat, data, epochs=1, learning_rate=1e-2, loss=make_loss("bce-dice", 100.0))
     for layer, old, new in zip(batchnorm_layers(qat), before, statistics()):
         for a, b in zip(old, new):
             np.testing.assert_array_equal(a, b, err_msg=f"{layer.name}'s statistics moved in fine-tuning")
     assert not np.array_equal(kernel, qat.get_layer("quant_down1_a_conv").trainable_weights[0].numpy()), \
         "the convolutions are what fine-tuning trains"
+
+
+def test_qat_repeats_the_runs_own_loss_and_augmentation() -> None:
+    run = Path(__file__).resolve().parents[1] / "checkpoints" / "seed-128-grey-norm-nodrop-50" / "config.json"
+    config = json.loads(run.read_text())
+    assert (config["loss"], config["augmentation"]["grey"]) == ("bce-dice", 0.1)
+    assert QatRecipe.of_run(config) == QatRecipe("bce-dice", 100.0, Augmentation(**config["augmentation"]))
+    assert QatRecipe.of_run({**config, "loss": "dice", "smooth": 1.0}).loss == "dice"
+    old = {k: v for k, v in config.items() if k not in ("loss", "augmentation")}
+    assert QatRecipe.of_run(old) == QatRecipe("dice", 100.0, Augmentation()), "what a run without the keys trained on"
