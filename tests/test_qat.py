@@ -106,3 +106,11 @@ def test_qat_repeats_the_runs_own_loss_and_augmentation() -> None:
     assert QatRecipe.of_run({**config, "loss": "dice", "smooth": 1.0}).loss == "dice"
     old = {k: v for k, v in config.items() if k not in ("loss", "augmentation")}
     assert QatRecipe.of_run(old) == QatRecipe("dice", 100.0, Augmentation()), "what a run without the keys trained on"
+
+
+def test_saunet_export_defaults_are_the_libraries() -> None:
+    from saunet.quantize.cli import main
+    from saunet.quantize.export import QAT_EPOCHS, QAT_LEARNING_RATE
+
+    defaults = {p.name: p.default for p in main.params}
+    assert (defaults["qat_epochs"], defaults["qat_lr"]) == (QAT_EPOCHS, QAT_LEARNING_RATE)
