@@ -31,9 +31,9 @@ def format_flags(command):
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="output file (one format) or name stem [default: RUN/export/saunet_<format>.tflite]")
 @click.option("--data", type=click.Path(path_type=Path), default=None, help="data folder [default: the run's]")
-@click.option("--qat-epochs", default=2, help="quantization-aware fine-tuning epochs")
+@click.option("--qat-epochs", default=1, help="quantization-aware fine-tuning epochs")
 @click.option("--qat-lr", default=1e-6, help="quantization-aware fine-tuning learning rate")
-@click.option("--qat-steps", type=int, default=None, help="steps per QAT epoch [default: all training slices]")
+@click.option("--qat-steps", default=100, help="steps (batches of 16 training slices) per QAT epoch")
 @click.option("--calibration", default=200, help="training slices used to calibrate int8 ranges")
 @click.option("--tolerance", default=0.01, help="largest allowed drop of mean per-patient Dice")
 @click.option("--allow-drop", is_flag=True, help="exit 0 even when an export drops more than --tolerance")

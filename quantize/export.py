@@ -20,10 +20,13 @@ from saunet.training.keras import keras
 from saunet.training.losses import make_loss
 from saunet.training.pipeline import make_dataset
 
-#: Quantization-aware fine-tuning's defaults. At 1e-5 (the bundled run's own final learning rate)
-#: the fine-tuning moved the model's validation Dice by more than quantization did, with or
-#: without fake quantization; docs/experiments.md has the measurements.
-QAT_EPOCHS = 2
+#: Quantization-aware fine-tuning's defaults: one short epoch at a low rate. With ranges set from
+#: calibration there is little quantization error left to train away, while every further step
+#: moves the model away from the float one it is judged against (fine-tuning the float model the
+#: same way, with no quantization at all, moved it as far); measurements:
+#: benchmarks/reports/2026-12-06-qat-parity.md.
+QAT_EPOCHS = 1
+QAT_STEPS = 100
 QAT_LEARNING_RATE = 1e-6
 
 
@@ -72,7 +75,7 @@ def calibration_batches(calibration, batch_size: int) -> list[np.ndarray]:
 def export_formats(model: keras.Model, formats: Iterable[Format], model_spec: ModelSpec, metadata: dict,
                    train_images: np.ndarray | None = None, train_masks: np.ndarray | None = None,
                    qat_epochs: int = QAT_EPOCHS, qat_learning_rate: float = QAT_LEARNING_RATE,
-                   qat_steps: int | None = None, calibration_count: int = 200,
+                   qat_steps: int | None = QAT_STEPS, calibration_count: int = 200,
                    qat_recipe: QatRecipe = QatRecipe()) -> dict[str, bytes]:
     """Each format's .tflite bytes, metadata embedded.
 
@@ -84,7 +87,8 @@ def export_formats(model: keras.Model, formats: Iterable[Format], model_spec: Mo
         metadata: provenance to store beside them (data, split, Dice...).
         train_images, train_masks: training slices at the input size (uint8, 0/1) for calibration
             and QAT, as read: the intensity normalisation of `spec` is applied here, as in training.
-        qat_epochs, qat_learning_rate, qat_steps: quantization-aware fine-tuning settings.
+        qat_epochs, qat_learning_rate, qat_steps: quantization-aware fine-tuning settings (steps per
+            epoch; None: every training slice once per epoch).
         qat_recipe: the loss and augmentation the model was trained with, which QAT repeats.
         calibration_count: representative slices for int8 calibration.
     """

@@ -110,7 +110,8 @@ def test_qat_repeats_the_runs_own_loss_and_augmentation() -> None:
 
 def test_saunet_export_defaults_are_the_libraries() -> None:
     from saunet.quantize.cli import main
-    from saunet.quantize.export import QAT_EPOCHS, QAT_LEARNING_RATE
+    from saunet.quantize.export import QAT_EPOCHS, QAT_LEARNING_RATE, QAT_STEPS
 
     defaults = {p.name: p.default for p in main.params}
-    assert (defaults["qat_epochs"], defaults["qat_lr"]) == (QAT_EPOCHS, QAT_LEARNING_RATE)
+    assert (defaults["qat_epochs"], defaults["qat_lr"], defaults["qat_steps"]) == (QAT_EPOCHS, QAT_LEARNING_RATE,
+                                                                                   QAT_STEPS)
