@@ -85,6 +85,7 @@ def thread_counts() -> list[int]:
 
 def export_missing(run: Path, data: Path, settings: Settings) -> dict[str, Path]:
     """The run's TFLite exports (RUN/export/saunet_<format>.tflite), made with saunet-export where missing."""
+    from saunet.quantize.export import QAT_EPOCHS, QAT_LEARNING_RATE, QAT_STEPS
     from saunet.quantize.pipeline import export, output_paths
 
     names = [f.name for f in LITERT]
@@ -97,9 +98,9 @@ def export_missing(run: Path, data: Path, settings: Settings) -> dict[str, Path]
             missing,
             None,
             data,
-            qat_epochs=2 if settings.qat_steps is None else 1,
-            qat_lr=1e-5,
-            qat_steps=settings.qat_steps,
+            qat_epochs=QAT_EPOCHS,
+            qat_lr=QAT_LEARNING_RATE,
+            qat_steps=settings.qat_steps or QAT_STEPS,
             calibration=200,
             tolerance=0.01,
             force=False,

@@ -41,15 +41,15 @@ def format_flags(command):
     help="output file (one format) or name stem [default: RUN/export/saunet_<format>.tflite]",
 )
 @click.option("--data", type=click.Path(path_type=Path), default=None, help="data folder [default: the run's]")
-@click.option("--qat-epochs", type=click.IntRange(min=1), default=2, help="quantization-aware fine-tuning epochs")
+@click.option("--qat-epochs", type=click.IntRange(min=1), default=1, help="quantization-aware fine-tuning epochs")
 @click.option(
     "--qat-lr",
     type=FiniteFloatRange(0.0, 1.0, min_open=True),
-    default=1e-5,
+    default=1e-6,
     help="quantization-aware fine-tuning learning rate",
 )
 @click.option(
-    "--qat-steps", type=click.IntRange(min=1), default=None, help="steps per QAT epoch [default: all training slices]"
+    "--qat-steps", type=click.IntRange(min=1), default=100, help="steps (batches of 16 training slices) per QAT epoch"
 )
 @click.option(
     "--calibration", type=click.IntRange(min=1), default=200, help="training slices used to calibrate int8 ranges"

@@ -33,7 +33,7 @@ def export(
     tolerance: float,
     force: bool,
 ) -> dict:
-    from saunet.quantize.export import export_formats
+    from saunet.quantize.export import QatRecipe, export_formats
     from saunet.quantize.parity import compare, markdown, write_report
     from saunet.runtime.segmenter import Segmenter
     from saunet.training.dataset import find_cases, load_cases, stack
@@ -87,6 +87,7 @@ def export(
         qat_lr,
         qat_steps,
         calibration,
+        QatRecipe.of_run(config),
     )
     for name, flatbuffer in flatbuffers.items():
         with atomic_path(paths[name]) as partial:
