@@ -52,7 +52,7 @@ def allowed(path: str, root: Path) -> bool:
     if parts.is_relative_to(BUNDLED):
         return True
     return (
-        len(parts.parts) == 3
+        len(parts.parts) >= 3  # checkpoints/RUN/last.keras, or a fold's: checkpoints/CV/foldI/last.keras
         and parts.parts[0] == "checkpoints"
         and parts.name == "last.keras"
         and unfinished(root / parts.parent)
