@@ -6,7 +6,7 @@ Each non-test patient is predicted by the fold model that did not train on it (e
 model, last.keras), once as stored and once mirrored left-right. Per patient, the 3D Dice with the
 largest 6-connected component kept is scored four ways: as is, with the mirrored prediction
 averaged in (`--tta`), with each slice's enclosed holes filled after the largest component
-(scipy.ndimage.binary_fill_holes; a measurement, so a development dependency will do), and both.
+(saunet.benchmarks.hole_filling.fill_holes_2d), and both.
 Each variant is compared with the plain one, paired over the same patients.
 """
 
@@ -18,18 +18,13 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
-from scipy.ndimage import binary_fill_holes
 
 from saunet.benchmarks import machine
+from saunet.benchmarks.hole_filling import fill_holes_2d
 from saunet.runtime.files import write_text
 from saunet.runtime.metrics import bootstrap_interval, dice, largest_component, paired_difference
 
 VARIANTS = ("plain", "tta", "holes", "tta+holes")
-
-
-def fill_holes_2d(mask: np.ndarray) -> np.ndarray:
-    """Each slice's holes (background not connected to the slice's border) filled."""
-    return np.stack([binary_fill_holes(s) for s in mask]).astype(np.uint8)
 
 
 def variant_dice(probability: np.ndarray, mirrored: np.ndarray, truth: np.ndarray, threshold: float) -> dict:
