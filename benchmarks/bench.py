@@ -25,6 +25,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from saunet.benchmarks.report import ENSEMBLE_ROW
 from saunet.quantize.formats import FORMATS, LITERT, Format
 from saunet.runtime.interpreter import EDGETPU_LIBRARY
 
@@ -36,10 +37,10 @@ class Row:
     Args:
         name: what the row is, as printed.
         kind: the engine (saunet.benchmarks.engines.ENGINES).
-        model: the model file the engine loads.
+        model: the model file the engine loads (several for an ensemble).
         delegate: a TFLite delegate ("edgetpu" or a library path), or "gpu" for Keras.
         floor: the floor (saunet.benchmarks.floor variant, e.g. "litert int8") its latency is read against.
-        calls: model calls a slice (2 with --tta), for the GOP/s column and the floor (one floor a call).
+        calls: model calls a slice (2 with --tta, one a member for an ensemble), for the GOP/s column and the floor (one floor a call).
         skipped: why the row is not measured (None: it is).
         results: per thread count, what the measuring process returned.
         error: why the measurement failed, when it did.
@@ -47,7 +48,7 @@ class Row:
 
     name: str
     kind: str
-    model: Path | None
+    model: Path | tuple[Path, ...] | None
     delegate: str | None = None
     floor: str | None = None
     calls: int = 1
@@ -137,8 +138,14 @@ def floor_of(fmt: Format) -> str:
     return f"{fmt.engine} {'int8' if 'int8' in fmt.name else 'float32'}"
 
 
-def make_rows(run: Path, static, paths: dict[str, Path], delegate: str | None, inputs) -> list[Row]:
-    """The table's rows, in order, with those that cannot run here marked skipped and why."""
+def make_rows(
+    run: Path, static, paths: dict[str, Path], delegate: str | None, inputs, ensemble: tuple[Path, ...] = ()
+) -> list[Row]:
+    """The table's rows, in order, with those that cannot run here marked skipped and why.
+
+    `ensemble`: int8 models averaged as saunet-run averages several --model files (each of the
+    run's architecture, so the floor of one call applies to each), with and without --tta.
+    """
     import tensorflow as tf
 
     best = run / "best.keras"
@@ -153,6 +160,12 @@ def make_rows(run: Path, static, paths: dict[str, Path], delegate: str | None, i
         for f in LITERT
         if f.integer_io
     ]
+    if ensemble:
+        count = len(ensemble)
+        rows += [
+            Row(f"{ENSEMBLE_ROW} of {count}", "tflite", ensemble, floor="litert int8", calls=count),
+            Row(f"{ENSEMBLE_ROW} of {count} --tta", "tflite-tta", ensemble, floor="litert int8", calls=2 * count),
+        ]
     float_onnx = run / "export" / f"saunet{next(f for f in FORMATS if f.name == 'onnx-float32').suffix}"
     for fmt in (f for f in FORMATS if f.engine == "onnxruntime"):
         row = Row(
@@ -188,6 +201,22 @@ def make_rows(run: Path, static, paths: dict[str, Path], delegate: str | None, i
     return rows
 
 
+def ensemble_files(given: tuple[Path, ...]) -> tuple[Path, ...]:
+    """The ensemble's .tflite files: each given file, and every .tflite in each given folder (sorted)."""
+    files: list[Path] = []
+    for path in given:
+        if path.is_dir():
+            found = sorted(path.glob("*.tflite"))
+            if not found:
+                raise ValueError(f"{path}: --ensemble folder holds no .tflite model")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise ValueError(f"{path}: --ensemble model not found")
+    return tuple(files)
+
+
 def edgetpu_present() -> bool:
     import ctypes
 
@@ -204,7 +233,7 @@ def measure(
     """Runs one measuring process; raises RuntimeError with its one-line error."""
     job = {
         "kind": row.kind,
-        "model": str(row.model),
+        "model": [str(m) for m in row.model] if isinstance(row.model, tuple) else str(row.model),
         "threads": threads,
         "delegate": row.delegate,
         "warmup": settings.warmup,
@@ -251,7 +280,9 @@ def write_slices(volumes, folder: Path) -> tuple[Path, np.ndarray]:
     return folder, masks
 
 
-def bench(source: Path, data: Path | None, delegate: str | None, settings: Settings) -> dict:
+def bench(
+    source: Path, data: Path | None, delegate: str | None, settings: Settings, ensemble: tuple[Path, ...] = ()
+) -> dict:
     """Measures every row and returns the report (see report.py for what it holds)."""
     from saunet.benchmarks.graph import count_ops
     from saunet.quantize.qat import without_dropblock
@@ -264,7 +295,9 @@ def bench(source: Path, data: Path | None, delegate: str | None, settings: Setti
     paths = export_missing(run, data, settings)
     static = without_dropblock(model, model_spec_of(run), batch_size=1)
     calibration = 16 if settings.patients is not None else 200
-    rows = make_rows(run, static, paths, delegate, lambda: calibration_inputs(run, data, spec, calibration))
+    rows = make_rows(
+        run, static, paths, delegate, lambda: calibration_inputs(run, data, spec, calibration), ensemble_files(ensemble)
+    )
     gop = count_ops(static)
     threads = thread_counts()
     started, load_at_start = time.time(), os.getloadavg()[0]
@@ -346,9 +379,23 @@ def measure_floors(static, wanted: set[str], threads: list[int], settings: Setti
     help="folder for <date>-<machine>-<run>.md/.json/.png",
 )
 @click.option("--delegate", default=None, help="an external TFLite delegate library to add a row for")
+@click.option(
+    "--ensemble",
+    type=click.Path(path_type=Path),
+    multiple=True,
+    help="int8 .tflite models (or a folder of them) to add as an averaged ensemble row, with and without --tta",
+)
 @click.option("--quick", is_flag=True, help="2 test patients, 10 timed runs, 2-step QAT: a smoke test, not a benchmark")
 @click.option("--verbose", is_flag=True, help="show TensorFlow's own start-up and device messages")
-def main(source: Path, data: Path | None, out: Path, delegate: str | None, quick: bool, verbose: bool) -> None:
+def main(
+    source: Path,
+    data: Path | None,
+    out: Path,
+    delegate: str | None,
+    ensemble: tuple[Path, ...],
+    quick: bool,
+    verbose: bool,
+) -> None:
     """Benchmark every export of a trained run on its test patients: Dice, latency, GOP/s, memory."""
     from saunet.benchmarks.report import write_report
     from saunet.quantize.cli import FAILURES
@@ -357,7 +404,7 @@ def main(source: Path, data: Path | None, out: Path, delegate: str | None, quick
     load_tensorflow(verbose)
 
     try:
-        report = bench(source, data, delegate, Settings.quick() if quick else Settings())
+        report = bench(source, data, delegate, Settings.quick() if quick else Settings(), ensemble)
     except FAILURES as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(1)

@@ -11,6 +11,7 @@ figure is what the device runtime costs.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,40 +20,39 @@ from saunet.runtime.preprocess import Preprocessing, resize_probability, to_inpu
 
 
 class TFLiteEngine:
-    """A .tflite model through the device runtime's Segmenter (XNNPACK, or a delegate)."""
+    """.tflite models through the device runtime's Segmenter (XNNPACK, or a delegate).
 
-    def __init__(self, path: Path, threads: int, delegate: str | None, spec: Preprocessing):
-        from saunet.runtime.segmenter import Segmenter
-
-        self.segmenter = Segmenter(path, threads=threads, delegate=delegate)
-        self.backend = self.segmenter.backend + (f" + {delegate}" if delegate else "")
-
-    def prepare(self, pixels: np.ndarray) -> np.ndarray:
-        return self.segmenter.model_input(pixels)
-
-    def call(self, x: np.ndarray) -> np.ndarray:
-        return self.segmenter.run(x)
-
-    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
-        return self.segmenter.predict(pixels).probability
-
-
-class MirroredTFLiteEngine(TFLiteEngine):
-    """saunet-run --tta: the scan and its left-right mirror through the model, probabilities averaged.
-
-    The latency columns time both model calls, as the device runs them.
+    One model, or several (an ensemble, probabilities averaged as saunet-run averages them); the
+    latency columns time every model call a slice costs, as the device makes them one after another.
     """
 
-    def prepare(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self.segmenter.model_input(pixels), self.segmenter.model_input(np.ascontiguousarray(pixels[:, ::-1]))
+    #: Also show each model the left-right mirrored scan (saunet-run --tta).
+    tta = False
 
-    def call(self, x: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-        return self.segmenter.run(x[0]), self.segmenter.run(x[1])
+    def __init__(self, path: Path | Sequence[Path], threads: int, delegate: str | None, spec: Preprocessing):
+        from saunet.runtime.segmenter import Segmenter
+
+        paths = [path] if isinstance(path, Path) else list(path)
+        self.segmenters = [Segmenter(p, threads=threads, delegate=delegate) for p in paths]
+        self.backend = self.segmenters[0].backend + (f" + {delegate}" if delegate else "")
+
+    def prepare(self, pixels: np.ndarray) -> list[tuple]:
+        views = [pixels, np.ascontiguousarray(pixels[:, ::-1])] if self.tta else [pixels]
+        return [(s, s.model_input(v)) for v in views for s in self.segmenters]
+
+    def call(self, x: list[tuple]) -> list[np.ndarray]:
+        return [segmenter.run(model_input) for segmenter, model_input in x]
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
         from saunet.runtime.ensemble import combined
 
-        return combined([self.segmenter], tta=True)(pixels).probability
+        return combined(self.segmenters, tta=self.tta)(pixels).probability
+
+
+class MirroredTFLiteEngine(TFLiteEngine):
+    """saunet-run --tta: the scan and its left-right mirror through the model(s), probabilities averaged."""
+
+    tta = True
 
 
 class RawTFLiteEngine:

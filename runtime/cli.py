@@ -14,12 +14,12 @@ import click
 import numpy as np
 
 from saunet.runtime import __version__
-from saunet.runtime.ensemble import combined
+from saunet.runtime.ensemble import BundledEnsemble, combined
 from saunet.runtime.files import OutputError, exit_cleanly_on_signals, remove_files
 from saunet.runtime.inputs import Item, collect
 from saunet.runtime.interpreter import DelegateError
 from saunet.runtime.metadata import ModelError
-from saunet.runtime.models import BUNDLED_MODEL
+from saunet.runtime.models import BUNDLED_ENSEMBLE, BUNDLED_MODEL
 from saunet.runtime.outputs import prepare_output_folder, summarize, write_outputs, write_results
 from saunet.runtime.preprocess import InputError, read_image
 from saunet.runtime.report import volume_summary
@@ -194,6 +194,21 @@ def channel_order(names: str | None, model_channels: tuple[str, ...]) -> tuple[i
     return tuple(given.index(n) for n in wanted)
 
 
+def chosen_models(models: tuple[Path, ...], fast: bool, tta: bool | None) -> tuple[tuple[Path, ...], bool]:
+    """The model files to average and whether to mirror: the user's, else the bundled ensemble, else the single model."""
+    if models:
+        return models, bool(tta)
+    if not fast and BUNDLED_ENSEMBLE.is_file():
+        ensemble = BundledEnsemble.read(BUNDLED_ENSEMBLE)
+        return ensemble.models, ensemble.tta if tta is None else tta
+    if not BUNDLED_MODEL.is_file():
+        raise ModelError(
+            BUNDLED_MODEL,
+            "no model is bundled with this install; pass --model FILE.tflite (export one with saunet-export)",
+        )
+    return (BUNDLED_MODEL,), bool(tta)
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
@@ -202,9 +217,17 @@ def channel_order(names: str | None, model_channels: tuple[str, ...]) -> tuple[i
     type=click.Path(path_type=Path),
     multiple=True,
     help="a .tflite model from saunet-export; repeat it for an ensemble (probabilities averaged) "
-    "[default: the bundled int8 model]",
+    "[default: the bundled ensemble, or the bundled int8 model]",
 )
-@click.option("--tta", is_flag=True, help="also segment the left-right mirrored scan and average (twice the time)")
+@click.option(
+    "--fast", is_flag=True, help="the bundled single int8 model instead of the bundled ensemble (several times faster)"
+)
+@click.option(
+    "--tta/--no-tta",
+    default=None,
+    help="also segment the left-right mirrored scan and average (twice the time) "
+    "[default: as the bundled ensemble says; off otherwise]",
+)
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
@@ -242,6 +265,7 @@ def channel_order(names: str | None, model_channels: tuple[str, ...]) -> tuple[i
 def main(
     inputs,
     models,
+    fast,
     tta,
     out,
     threads,
@@ -258,15 +282,14 @@ def main(
 
     Not a medical device: for research on lower-grade glioma MRI only.
     """
-    if not models:
-        if not BUNDLED_MODEL.is_file():
-            click.echo(
-                "error: no model is bundled with this install yet; pass --model FILE.tflite "
-                "(export one with saunet-export)",
-                err=True,
-            )
-            sys.exit(2)
-        models = (BUNDLED_MODEL,)
+    if models and fast:
+        click.echo("error: --fast picks the bundled single model; it does not go with --model", err=True)
+        sys.exit(2)
+    try:
+        models, tta = chosen_models(models, fast, tta)
+    except ModelError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(2)
     try:
         segmenters = [open_model(m, threads, delegate, cpu_fallback) for m in models]
         check_ensemble(segmenters)

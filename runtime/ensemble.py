@@ -8,11 +8,49 @@ nnU-Net does at prediction; the mask is thresholded after averaging.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from saunet.runtime.metadata import ModelError
+
 Predictor = Callable[[np.ndarray], np.ndarray]
+#: The description a bundled ensemble's folder holds (written by saunet.quantize.bundle_ensemble).
+ENSEMBLE_FILE = "ensemble.json"
+
+
+@dataclass(frozen=True)
+class BundledEnsemble:
+    """Several int8 models averaged, as one description file names them.
+
+    Args:
+        models: the member files, beside the description.
+        tta: whether the mirrored scan is averaged too unless the user says otherwise.
+        test_patients: the patients none of the members trained on (the model card's test set).
+    """
+
+    models: tuple[Path, ...]
+    tta: bool
+    test_patients: tuple[str, ...]
+
+    @classmethod
+    def read(cls, path: Path) -> BundledEnsemble:
+        """Reads and checks a description; a missing member or a malformed file is a ModelError."""
+        try:
+            values = json.loads(path.read_text())
+            models = tuple(path.parent / name for name in values["models"])
+            tta, test = values["tta"], tuple(values.get("test_patients", ()))
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise ModelError(path, f"is not an ensemble description ({type(error).__name__}: {error})") from None
+        if not models or not isinstance(tta, bool):
+            raise ModelError(path, "names no models, or its tta is not true/false")
+        missing = [m.name for m in models if not m.is_file()]
+        if missing:
+            raise ModelError(path, f"names models that are not beside it: {', '.join(missing)}")
+        return cls(models, tta, test)
 
 
 def mirrored(predict: Predictor) -> Predictor:

@@ -93,3 +93,40 @@ def test_floor_ratio_is_latency_over_the_rows_own_floor() -> None:
     assert goal["value"] == pytest.approx(1.5) and goal["met"] is False
     assert "| tflite int8 | ok |" in report["markdown"] and "1.50" in report["markdown"]
     assert "Load average (1 minute) when the measurements began: 2.50, when they ended: 2.75" in report["markdown"]
+
+
+def test_ensemble_engine_times_every_call_and_averages_like_saunet_run(real_slices: Path, tmp_path: Path) -> None:
+    from saunet.benchmarks.bench import ensemble_files
+    from saunet.benchmarks.engines import MirroredTFLiteEngine, TFLiteEngine
+    from saunet.runtime.ensemble import combined
+    from saunet.runtime.models import BUNDLED_MODEL
+    from saunet.runtime.preprocess import read_image
+    from saunet.runtime.segmenter import Segmenter
+
+    folder = tmp_path / "ensemble"
+    folder.mkdir()
+    for name in ("a.tflite", "b.tflite", "c.tflite"):
+        (folder / name).write_bytes(BUNDLED_MODEL.read_bytes())
+    files = ensemble_files((folder,))
+    assert [f.name for f in files] == ["a.tflite", "b.tflite", "c.tflite"]
+    with pytest.raises(ValueError, match="not found"):
+        ensemble_files((tmp_path / "absent.tflite",))
+    scan = read_image(sorted(real_slices.glob("*_16.png"))[0])
+    spec = Preprocessing()
+    plain, mirrored = TFLiteEngine(files, 1, None, spec), MirroredTFLiteEngine(files, 1, None, spec)
+    assert len(plain.call(plain.prepare(scan))) == 3 and len(mirrored.call(mirrored.prepare(scan))) == 6
+    single = Segmenter(BUNDLED_MODEL, threads=1)
+    np.testing.assert_allclose(plain.probabilities(scan), single.predict(scan).probability, atol=1e-6)
+    np.testing.assert_allclose(mirrored.probabilities(scan), combined([single], tta=True)(scan).probability, atol=1e-6)
+
+
+def test_ensemble_latency_goal_reads_a_whole_slice_at_one_thread() -> None:
+    from saunet.benchmarks.report import ENSEMBLE_ROW, goals
+
+    name = f"{ENSEMBLE_ROW} of 5 --tta"
+    rows = {name: {"latency_ms": {1: {"p50": 20.0}}, "slice_ms": {1: {"p50": 59.0}, 2: {"p50": 70.0}}}}
+    (goal,) = [g for g in goals(rows, [1, 2]) if ENSEMBLE_ROW in g["goal"]]
+    assert goal["value"] == 59.0 and goal["met"] is True
+    rows[name]["slice_ms"][1]["p50"] = 61.0
+    (goal,) = [g for g in goals(rows, [1, 2]) if ENSEMBLE_ROW in g["goal"]]
+    assert goal["met"] is False

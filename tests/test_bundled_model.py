@@ -79,9 +79,10 @@ def test_missing_bundled_model_is_a_clear_error(
     real_slices: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(cli, "BUNDLED_MODEL", tmp_path / "absent.tflite")
+    monkeypatch.setattr(cli, "BUNDLED_ENSEMBLE", tmp_path / "absent.json")
     result = CliRunner().invoke(cli.main, [str(real_slices), "--out", str(tmp_path / "out")])
     assert result.exit_code == 2
-    assert "no model is bundled with this install yet; pass --model FILE.tflite" in result.output
+    assert "no model is bundled with this install; pass --model FILE.tflite" in result.output
     assert not (tmp_path / "out").exists()
 
 

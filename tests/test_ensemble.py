@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -84,9 +86,70 @@ def test_saunet_run_takes_several_models_and_tta(real_slices, tmp_path) -> None:
         assert result.returncode == 0, result.stderr
         return json.loads((out / "results.json").read_text())
 
-    one = run()
+    one = run("--fast")
     two = run("--model", str(BUNDLED_MODEL), "--model", str(BUNDLED_MODEL))
     assert two["model"] == [str(BUNDLED_MODEL)] * 2
     assert [r["tumour_pixels"] for r in two["results"]] == [r["tumour_pixels"] for r in one["results"]]
-    mirrored = run("--tta")
+    mirrored = run("--fast", "--tta")
     assert mirrored["tta"] is True and len(mirrored["results"]) == len(one["results"])
+
+
+def write_ensemble(folder: Path, tta: bool, members: int = 2) -> Path:
+    """A bundled-ensemble folder of `members` copies of the bundled int8 model."""
+    import json
+    import shutil
+
+    from saunet.runtime.models import BUNDLED_MODEL
+
+    folder.mkdir(parents=True)
+    names = [f"fold{i}_int8.tflite" for i in range(members)]
+    for name in names:
+        shutil.copyfile(BUNDLED_MODEL, folder / name)
+    description = folder / "ensemble.json"
+    description.write_text(json.dumps({"models": names, "tta": tta, "test_patients": ["A"]}))
+    return description
+
+
+def test_saunet_run_defaults_to_the_bundled_ensemble_and_fast_to_the_single_model(
+    real_slices: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from saunet.runtime import cli
+
+    description = write_ensemble(tmp_path / "ensemble", tta=True)
+    monkeypatch.setattr(cli, "BUNDLED_ENSEMBLE", description)
+
+    def run(*args: str) -> dict:
+        out = tmp_path / f"out{len(list(tmp_path.iterdir()))}"
+        result = CliRunner().invoke(cli.main, [str(real_slices), "--out", str(out), *args])
+        assert result.exit_code == 0, result.output
+        return json.loads((out / "results.json").read_text())
+
+    default = run()
+    assert default["model"] == [str(description.parent / f"fold{i}_int8.tflite") for i in range(2)]
+    assert default["tta"] is True, "the description's tta is the default"
+    assert run("--no-tta")["tta"] is False
+    fast = run("--fast")
+    assert fast["model"] == str(cli.BUNDLED_MODEL) and fast["tta"] is False
+    result = CliRunner().invoke(cli.main, [str(real_slices), "--fast", "--model", str(cli.BUNDLED_MODEL)])
+    assert result.exit_code == 2 and "--fast" in result.output
+
+
+def test_a_broken_ensemble_description_is_one_line_naming_it(tmp_path: Path) -> None:
+    from saunet.runtime.ensemble import BundledEnsemble
+    from saunet.runtime.metadata import ModelError
+
+    description = write_ensemble(tmp_path / "ensemble", tta=False, members=3)
+    assert len(BundledEnsemble.read(description).models) == 3
+    (description.parent / "fold1_int8.tflite").unlink()
+    with pytest.raises(ModelError, match="fold1_int8.tflite"):
+        BundledEnsemble.read(description)
+    description.write_text('{"models": [], "tta": false}')
+    with pytest.raises(ModelError, match="names no models"):
+        BundledEnsemble.read(description)
+    description.write_text("{not json")
+    with pytest.raises(ModelError, match=str(description)):
+        BundledEnsemble.read(description)

@@ -168,6 +168,23 @@ def model_spec_of(path: Path) -> ModelSpec:
     raise DataError(f"{model_file}: no model description beside it (a run's config.json, or {model_file.stem}.json)")
 
 
+def fold_splits(runs: list[Path]) -> list[dict]:
+    """The runs' splits, checked to be distinct folds of one cross-validation (same folds, same test patients)."""
+    if not all(is_fold_run(run) for run in runs):
+        raise DataError(
+            "this needs runs of saunet-train --folds; "
+            + ", ".join(str(r) for r in runs if not is_fold_run(r))
+            + " is not one"
+        )
+    splits = [model_split(run)[1] for run in runs]
+    if len({(s["folds"], tuple(s["test"])) for s in splits}) != 1:
+        raise DataError("the runs are folds of different cross-validations (other --folds, --split or --seed)")
+    folds = [s["fold"] for s in splits]
+    if len(set(folds)) != len(folds):
+        raise DataError(f"fold {next(f for f in folds if folds.count(f) > 1)} is given twice")
+    return splits
+
+
 def out_of_fold(data: Path, runs: list[Path], checkpoint: str, tta: bool, skip_bad: bool = False) -> dict:
     """Scores every validation patient of a cross-validation by the fold model that did not train on it.
 
@@ -175,18 +192,8 @@ def out_of_fold(data: Path, runs: list[Path], checkpoint: str, tta: bool, skip_b
     patient validated twice). Returns score_patients' dict over the union of the folds' patients,
     with each patient's fold.
     """
-    splits = [model_split(run)[1] for run in runs]
-    if not all(is_fold_run(run) for run in runs):
-        raise DataError(
-            "out-of-fold scoring needs runs of saunet-train --folds; "
-            + ", ".join(str(r) for r in runs if not is_fold_run(r))
-            + " is not one"
-        )
-    if len({(s["folds"], tuple(s["test"])) for s in splits}) != 1:
-        raise DataError("the runs are folds of different cross-validations (other --folds, --split or --seed)")
+    splits = fold_splits(runs)
     folds = [s["fold"] for s in splits]
-    if len(set(folds)) != len(folds):
-        raise DataError(f"fold {next(f for f in folds if folds.count(f) > 1)} is given twice")
     probabilities, fold_of = {}, {}
     for run, split in zip(runs, splits):
         model, _, spec = load_keras_model(run, checkpoint)
@@ -228,6 +235,7 @@ __all__ = [
     "CHECKPOINTS",
     "METRIC_NAMES",
     "ensemble_predictor",
+    "fold_splits",
     "format_table",
     "keras_predictor",
     "load_keras_model",
