@@ -24,9 +24,10 @@ from pathlib import Path
 import click
 
 from saunet.benchmarks.card_tables import tables
-from saunet.benchmarks.report import REFERENCE_ROW
+from saunet.benchmarks.report import ENSEMBLE_ROW, REFERENCE_ROW
 from saunet.quantize.choice import pick_int8
 from saunet.quantize.formats import FORMATS
+from saunet.runtime.ensemble import ENSEMBLE_FILE
 from saunet.runtime.files import write_text
 from saunet.runtime.metadata import ModelError, read_metadata
 from saunet.runtime.metrics import bootstrap_interval, summary_rows
@@ -118,6 +119,7 @@ def bundled(models: Path) -> dict:
         raise CardError(f"{int8}: is a {metadata.get('format') or 'non-saunet'} model, not an int8 export")
     model, _, _ = load_keras_model(keras_file)
     return {
+        "folder": models,
         "metadata": metadata,
         "int8_mb": int8.stat().st_size / 1e6,
         "float_mb": keras_file.stat().st_size / 1e6,
@@ -145,7 +147,98 @@ def dropblock_text(arch: dict) -> str:
     return f"DropBlock block {arch['block_size']}, keep {arch['keep_prob']} (training only)"
 
 
-def card(record: dict, bench: dict, bench_name: str, models: dict, notes: str) -> str:
+def ensemble_files_table(ensemble: dict, folder: Path) -> str:
+    """The Files rows of a bundled ensemble."""
+    sizes = sum((folder / m).stat().st_size for m in ensemble["models"]) / 1e6
+    return (
+        f"| `ensemble/fold0_int8.tflite` ... `fold{len(ensemble['models']) - 1}_int8.tflite` | the "
+        f"{len(ensemble['models'])} cross-validation fold models' int8 exports, averaged"
+        f"{' with the mirrored scan' if ensemble['tta'] else ''}: **the default of `saunet-run`** | "
+        f"{sizes:.2f} MB in all |\n| `ensemble/ensemble.json` | which files, their folds and test patients, "
+        "whether mirrored | |"
+    )
+
+
+def ensemble_section(ensemble: dict, bench: dict, oof: dict, single_row: str) -> str:
+    """The bundled ensemble: its members, the out-of-fold figures, and the test figures against the single model.
+
+    `oof` is saunet.benchmarks.cv_decisions' report over the same fold runs (the plain and mirrored
+    variants); the test figures are the bench rows of the ensemble and of the single int8 model.
+    """
+    rows = {r["name"]: r for r in bench["rows"]}
+    count = len(ensemble["models"])
+    plain, mirrored = f"{ENSEMBLE_ROW} of {count}", f"{ENSEMBLE_ROW} of {count} --tta"
+    missing = [n for n in (single_row, plain, mirrored) if not rows.get(n, {}).get("scores")]
+    if missing:
+        raise CardError(f"the bench report has no test scores for {', '.join(missing)} (saunet-bench --ensemble)")
+    runs = sorted(Path(r).parent.name for r in oof["runs"])
+    if len(set(runs)) != 1 or runs[0] != ensemble["members"][0]["run"].split("/")[0]:
+        raise CardError(f"the out-of-fold report is of {runs[0]}, the ensemble of {ensemble['members'][0]['run']}")
+    one = bench["threads"][0]
+    members = "\n".join(
+        f"| {m['fold']} | `{m['run']}` | {m['validation_patients']} | {LABELS[m['format']]} | {m['chosen']} |"
+        for m in ensemble["members"]
+    )
+
+    def figures(name: str) -> str:
+        scores = rows[name]["scores"]
+        lcc = [p["dice_3d_lcc"] for p in scores["per_patient"]]
+        low, high = bootstrap_interval(lcc)
+        whole = rows[name].get("slice_ms", {}).get(str(one), {}).get("p50")
+        call = rows[name]["latency_ms"][str(one)]["p50"]
+        return (
+            f"{scores['dice_3d_lcc']['mean']:.3f} ({low:.3f} to {high:.3f}) | {scores['dice_3d_lcc']['median']:.3f} | "
+            f"{scores['dice_3d']['mean']:.3f} | {call:.1f} | {'n/a' if whole is None else f'{whole:.1f}'}"
+        )
+
+    oof_rows = "\n".join(
+        f"| {label} | {oof['summary'][key]['mean']:.3f} ({oof['summary'][key]['interval'][0]:.3f} to "
+        f"{oof['summary'][key]['interval'][1]:.3f}) | {oof['summary'][key]['median']:.3f} |"
+        for key, label in (
+            ("plain", "each patient by its fold's model"),
+            ("tta", "the same, mirrored scan averaged in"),
+        )
+    )
+    tta_change = oof["against_plain"]["tta"]
+    return f"""## The ensemble
+
+Five models trained by cross-validation, `saunet-train --folds {count} --fold I` (I = 0..{count - 1}) with
+the recipe above, each on {count - 1} fifths of the {oof["patients"]} non-test patients; each fold's final
+model (epoch 50) exported to int8 and put through the parity gate on its own validation patients.
+The test patients above are those of every fold (no member trained on them).
+
+| fold | run | validation patients | int8 file | why this file |
+|---|---|---|---|---|
+{members}
+
+Out-of-fold, float models (`python -m saunet.benchmarks.cv_decisions`, {oof["date"]}, {oof["machine"]}):
+each of the {oof["patients"]} patients scored by the model that did not train on it, mean per-patient 3D
+Dice with the largest component kept (95% bootstrap interval), beside the data set author's 22-fold
+cross-validation (mean 0.836, median 0.873):
+
+| out of fold | mean (95% interval) | median |
+|---|---|---|
+{oof_rows}
+
+The mirrored scan changed the out-of-fold mean by {tta_change["mean"]:+.4f} (paired 95% interval
+{tta_change["interval"][0]:+.4f} to {tta_change["interval"][1]:+.4f}; {tta_change["better"]} patients better,
+{tta_change["worse"]} worse).
+
+On the {len(bench["patients"])} test patients, int8 through the device runtime (`saunet-bench --ensemble`,
+{bench["date"]}, {bench["machine"]}); model ms: the model calls of one slice, p50 at {one} thread;
+slice ms: the whole 256x256 slice (preprocessing, every call, probabilities back to size), p50 at {one} thread:
+
+| configuration | Dice, largest component: mean (95% interval) | median | Dice, all components: mean | model ms | slice ms |
+|---|---|---|---|---|---|
+| single int8 model (`saunet-run --fast`) | {figures(single_row)} |
+| ensemble of {count} | {figures(plain)} |
+| ensemble of {count}, mirrored too | {figures(mirrored)} |
+"""
+
+
+def card(
+    record: dict, bench: dict, bench_name: str, models: dict, notes: str, ensemble: dict | None = None, oof=None
+) -> str:
     config, split, state = record["config.json"], record["split.json"], record["state.json"]
     val = record["val-scores.json"]
     chosen = models["metadata"]["format"]
@@ -212,9 +305,10 @@ bundled files.
 
 | file | what | size |
 |---|---|---|
-| `saunet_int8.tflite` | fully-int8 TFLite (int8 input and output, batch 1), {models["metadata"].get("quantization", chosen)}; its metadata holds the preprocessing below. The default model of `saunet-run`. | {models["int8_mb"]:.2f} MB |
+| `saunet_int8.tflite` | fully-int8 TFLite (int8 input and output, batch 1), {models["metadata"].get("quantization", chosen)}; its metadata holds the preprocessing below. {"`saunet-run --fast`" if ensemble else "The default model of `saunet-run`"}. | {models["int8_mb"]:.2f} MB |
 | `saunet_float.keras` | the float Keras model it was made from (no optimiser state) | {models["float_mb"]:.1f} MB |
 | `saunet_float.json` | the float model's preprocessing and patient split | |
+{ensemble_files_table(ensemble, models["folder"] / "ensemble") if ensemble else ""}
 
 ## Model
 - SA-UNet (after Guo et al. 2020, "SA-UNet: Spatial Attention U-Net for Retinal Vessel
@@ -266,6 +360,7 @@ int8 model. {"Met" if lcc >= GOAL else "Missed"}: {lcc:.3f}** (float model {floa
 The 95% bootstrap interval of the int8 mean over these {len(int8_scores["per_patient"])} patients is {lcc_low:.3f} to
 {lcc_high:.3f}: {goal_reading(lcc_low, lcc_high)}.
 
+{ensemble_section(ensemble, bench, oof, f"tflite {chosen}") if ensemble else ""}
 {notes.strip()}
 
 ### Beside the published figures (different definitions; do not compare the numbers blindly)
@@ -302,12 +397,30 @@ The 95% bootstrap interval of the int8 mean over these {len(int8_scores["per_pat
 @click.option(
     "--notes", required=True, type=click.Path(path_type=Path), help="hand-written Markdown placed under the goal"
 )
+@click.option(
+    "--oof",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="cv_decisions' JSON report of the bundled ensemble's folds (needed when an ensemble is bundled)",
+)
 @click.option("--models", type=click.Path(path_type=Path), default=MODELS, help="the bundled models' folder")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="[default: MODELS/MODEL_CARD.md]")
-def main(record: Path, bench_path: Path, notes: Path, models: Path, out: Path | None) -> None:
+def main(record: Path, bench_path: Path, oof: Path | None, notes: Path, models: Path, out: Path | None) -> None:
     """Write MODEL_CARD.md for the bundled models from the run's record and its test report."""
     try:
-        text = card(read_record(record), read_json(bench_path), bench_path.name, bundled(models), notes.read_text())
+        description = models / "ensemble" / ENSEMBLE_FILE
+        ensemble = read_json(description) if description.is_file() else None
+        if ensemble and oof is None:
+            raise CardError(f"{description}: an ensemble is bundled; pass its out-of-fold report (--oof)")
+        text = card(
+            read_record(record),
+            read_json(bench_path),
+            bench_path.name,
+            bundled(models),
+            notes.read_text(),
+            ensemble,
+            read_json(oof) if oof else None,
+        )
         write_text(out or models / "MODEL_CARD.md", text)
     except KeyError as error:
         click.echo(f"error: {record} or {bench_path}: no {error} in it (made by another saunet version?)", err=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +25,8 @@ def saunet(module: str, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def quick_report(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path, Path]:
-    """A 1-epoch 32x32 run, benchmarked with --quick and a delegate library that does not exist."""
+    """A 1-epoch 32x32 run, benchmarked with --quick, a delegate library that does not exist and its two
+    int8 exports as an ensemble."""
     folder = tmp_path_factory.mktemp("bench")
     dataset = write_dataset(folder / "data")
     run = folder / "run"
@@ -56,6 +58,10 @@ def quick_report(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path, P
         "--quick",
         "--delegate",
         str(folder / "libmissing.so"),
+        "--ensemble",
+        str(run / "export" / "saunet_int8_ptq.tflite"),
+        "--ensemble",
+        str(run / "export" / "saunet_int8.tflite"),
     )
     return result, run, folder / "reports"
 
@@ -87,6 +93,7 @@ def test_every_cpu_row_is_measured_at_each_thread_count(quick_report) -> None:
     rows = rows_of(reports)
     measured = ["keras float32 (TF CPU)", *(f"tflite {f.name}" for f in LITERT)]
     measured += [f"tflite {f.name} --tta" for f in LITERT if f.integer_io]  # saunet-run --tta, as the device runs it
+    measured += ["tflite int8 ensemble of 2", "tflite int8 ensemble of 2 --tta"]
     try:
         import onnxruntime  # noqa: F401
         import tf2onnx  # noqa: F401
@@ -113,7 +120,11 @@ def test_every_cpu_row_is_measured_at_each_thread_count(quick_report) -> None:
     for name in measured[1:]:
         ratios = rows[name]["floor_ratio"]
         assert sorted(ratios) == sorted(str(t) for t in report["threads"]) and all(r > 0 for r in ratios.values())
-    assert len(report["goals"]) == 4 and all(g["value"] is not None for g in report["goals"] if "ONNX" not in g["goal"])
+    for name in measured:
+        assert sorted(rows[name]["slice_ms"]) == sorted(str(t) for t in report["threads"]), name
+    ensemble, single = rows["tflite int8 ensemble of 2 --tta"], rows["tflite int8-ptq"]
+    assert ensemble["size_mb"] > single["size_mb"] and isinstance(ensemble["model"], list)
+    assert len(report["goals"]) == 6 and all(g["value"] is not None for g in report["goals"] if "ONNX" not in g["goal"])
 
 
 def test_rows_that_cannot_run_say_why(quick_report) -> None:
@@ -244,6 +255,63 @@ def test_model_card_is_written_from_the_run_record_report_and_bundle(quick_repor
     )
     assert refused.returncode == 1 and not (tmp_path / "card.md").exists()
     assert refused.stderr.strip().splitlines()[-1].startswith("error: not one run: ")
+
+
+def test_model_card_reports_a_bundled_ensemble_beside_the_single_model(quick_report, tmp_path: Path) -> None:
+    _, run, reports = quick_report
+    data = run.parent / "data" / "kaggle_3m"
+    if not (run / "val-scores.json").exists():
+        evaluated = saunet(
+            "saunet.training", "eval", "--data", str(data), "--model", str(run), "--split", "val", "--json",
+            str(run / "val-scores.json"),
+        )  # fmt: skip
+        assert evaluated.returncode == 0, evaluated.stderr
+    models = tmp_path / "models"
+    bundled = saunet(
+        "saunet.quantize.bundle", str(run), str(run / "export" / "saunet_int8_ptq.tflite"), "--dest", str(models)
+    )
+    assert bundled.returncode == 0, bundled.stderr
+    (models / "ensemble").mkdir()
+    members = []
+    for fold, name in enumerate(("saunet_int8_ptq.tflite", "saunet_int8.tflite")):
+        shutil.copyfile(run / "export" / name, models / "ensemble" / f"fold{fold}_int8.tflite")
+        members.append(
+            {"fold": fold, "run": f"cv/fold{fold}", "validation_patients": 3, "format": "int8-ptq", "chosen": "why"}
+        )
+    description = {"models": [f"fold{i}_int8.tflite" for i in (0, 1)], "tta": True, "members": members}
+    (models / "ensemble" / "ensemble.json").write_text(json.dumps(description))
+    summary = {"mean": 0.8, "median": 0.85, "interval": [0.75, 0.84]}
+    change = {"mean": 0.01, "interval": [0.001, 0.02], "better": 5, "worse": 2}
+    oof = {
+        "date": "2026-12-06",
+        "machine": "x",
+        "runs": ["runs/cv/fold0", "runs/cv/fold1"],
+        "patients": 6,
+        "summary": {"plain": summary, "tta": {**summary, "mean": 0.81}},
+        "against_plain": {"tta": change},
+    }
+    (tmp_path / "oof.json").write_text(json.dumps(oof))
+    notes = tmp_path / "notes.md"
+    notes.write_text("Notes.\n")
+    args = ["--record", str(run), "--bench", str(next(reports.glob("*.json"))), "--notes", str(notes)]
+    missing = saunet("saunet.benchmarks.model_card", *args, "--models", str(models))
+    assert missing.returncode == 1 and "--oof" in missing.stderr.strip().splitlines()[-1]
+    written = saunet(
+        "saunet.benchmarks.model_card", *args, "--models", str(models), "--oof", str(tmp_path / "oof.json")
+    )
+    assert written.returncode == 0, written.stderr
+    card = (models / "MODEL_CARD.md").read_text()
+    assert "**the default of `saunet-run`**" in card and "`saunet-run --fast`" in card
+    rows = rows_of(reports)
+    for label, name in (
+        ("ensemble of 2, mirrored too", "tflite int8 ensemble of 2 --tta"),
+        ("single int8", "tflite int8-ptq"),
+    ):
+        lcc = rows[name]["scores"]["dice_3d_lcc"]["mean"]
+        (line,) = [line for line in card.splitlines() if line.startswith(f"| {label}")]
+        assert f"| {lcc:.3f} (" in line, (label, line)
+    assert "| the same, mirrored scan averaged in | 0.810 (0.750 to 0.840) | 0.850 |" in card
+    assert "by +0.0100 (paired 95% interval\n+0.0010 to +0.0200; 5 patients better" in card
 
 
 def test_goal_reading_names_where_the_interval_lies():
