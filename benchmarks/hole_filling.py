@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import date
 from pathlib import Path
 
 import numpy as np
 from scipy.ndimage import binary_fill_holes
 
-from saunet.benchmarks import machine
-from saunet.runtime.files import write_text
+from saunet.benchmarks.report import stamped, write_json
 from saunet.runtime.inputs import folder_items
 from saunet.runtime.metrics import dice
 from saunet.runtime.models import BUNDLED_MODEL
@@ -73,21 +71,17 @@ def main() -> None:
         f"LCC + holes filled {means['dice_lcc_filled']:.4f}; filling better on {better}, worse on {worse}"
     )
     if args.json:
-        write_text(
+        write_json(
             args.json,
-            json.dumps(
+            stamped(
                 {
-                    "date": date.today().isoformat(),
-                    "machine": machine.describe(),
                     "model": str(args.model),
                     "patients": rows,
                     "mean": means,
                     "better": better,
                     "worse": worse,
-                },
-                indent=2,
-            )
-            + "\n",
+                }
+            ),
         )
 
 

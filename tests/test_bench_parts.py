@@ -93,3 +93,23 @@ def test_floor_ratio_is_latency_over_the_rows_own_floor() -> None:
     assert goal["value"] == pytest.approx(1.5) and goal["met"] is False
     assert "| tflite int8 | ok |" in report["markdown"] and "1.50" in report["markdown"]
     assert "Load average (1 minute) when the measurements began: 2.50, when they ended: 2.75" in report["markdown"]
+
+
+def test_a_scripts_report_opens_with_date_and_machine_and_is_written_whole(tmp_path: Path) -> None:
+    import json
+    from datetime import date
+
+    from saunet.benchmarks import machine
+    from saunet.benchmarks.report import stamped, write_json
+
+    path = tmp_path / "reports" / "r.json"
+    write_json(path, stamped({"model": "m.tflite", "mean": {"dice": 0.5}}))
+    text = path.read_text()
+    assert list(json.loads(text).items()) == [
+        ("date", date.today().isoformat()),
+        ("machine", machine.describe()),
+        ("model", "m.tflite"),
+        ("mean", {"dice": 0.5}),
+    ]
+    assert text.endswith("}\n") and '\n  "model"' in text, "indented, one final newline, as the reports so far"
+    assert [p.name for p in path.parent.iterdir()] == ["r.json"], "no partial file left behind"
