@@ -20,7 +20,7 @@ from scipy.ndimage import binary_fill_holes
 
 from saunet.benchmarks.report import stamped, write_json
 from saunet.runtime.inputs import folder_items
-from saunet.runtime.metrics import dice
+from saunet.runtime.metrics import dice, paired_difference
 from saunet.runtime.models import BUNDLED_MODEL
 from saunet.runtime.preprocess import read_mask
 from saunet.runtime.segmenter import Segmenter
@@ -64,11 +64,12 @@ def main() -> None:
             f"({rows[-1]['voxels_added']} voxels added)"
         )
     means = {key: float(np.mean([row[key] for row in rows])) for key in ("dice_lcc", "dice_lcc_filled")}
-    better = sum(row["dice_lcc_filled"] > row["dice_lcc"] for row in rows)
-    worse = sum(row["dice_lcc_filled"] < row["dice_lcc"] for row in rows)
+    change = paired_difference([row["dice_lcc_filled"] for row in rows], [row["dice_lcc"] for row in rows])
+    low, high = change["interval"]
     print(
         f"mean per-patient 3D Dice over {len(rows)} validation patients: LCC {means['dice_lcc']:.4f}, "
-        f"LCC + holes filled {means['dice_lcc_filled']:.4f}; filling better on {better}, worse on {worse}"
+        f"LCC + holes filled {means['dice_lcc_filled']:.4f} (paired change {change['mean']:+.4f}, "
+        f"{low:+.4f} to {high:+.4f}); filling better on {change['better']}, worse on {change['worse']}"
     )
     if args.json:
         write_json(
@@ -78,8 +79,9 @@ def main() -> None:
                     "model": str(args.model),
                     "patients": rows,
                     "mean": means,
-                    "better": better,
-                    "worse": worse,
+                    "better": change["better"],
+                    "worse": change["worse"],
+                    "filled_minus_lcc": change,
                 }
             ),
         )
