@@ -26,8 +26,9 @@ import nibabel as nib
 import numpy as np
 
 from saunet.benchmarks.report import stamped, write_json
+from saunet.runtime.cli import Options, segment_volume
 from saunet.runtime.inputs import Item, folder_items
-from saunet.runtime.models import BUNDLED_MODEL, Options, segment_volume
+from saunet.runtime.models import BUNDLED_MODEL
 from saunet.runtime.nifti import read_nifti
 from saunet.runtime.segmenter import Segmenter
 from saunet.runtime.volume_outputs import write_volume
