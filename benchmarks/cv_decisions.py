@@ -13,15 +13,12 @@ Each variant is compared with the plain one, paired over the same patients.
 from __future__ import annotations
 
 import argparse
-import json
-from datetime import date
 from pathlib import Path
 
 import numpy as np
 
-from saunet.benchmarks import machine
 from saunet.benchmarks.hole_filling import fill_holes_2d
-from saunet.runtime.files import write_text
+from saunet.benchmarks.report import stamped, write_json
 from saunet.runtime.metrics import bootstrap_interval, dice, largest_component, paired_difference
 
 VARIANTS = ("plain", "tta", "holes", "tta+holes")
@@ -89,22 +86,18 @@ def main() -> None:
             )
         print(line)
     if args.json:
-        write_text(
+        write_json(
             args.json,
-            json.dumps(
+            stamped(
                 {
-                    "date": date.today().isoformat(),
-                    "machine": machine.describe(),
                     "runs": [str(r) for r in args.runs],
                     "patients": len(rows),
                     "metric": "per-patient 3D Dice, largest 6-connected component kept",
                     "summary": summary,
                     "against_plain": against,
                     "per_patient": rows,
-                },
-                indent=2,
-            )
-            + "\n",
+                }
+            ),
         )
 
 

@@ -11,18 +11,17 @@ Writes <date>-edgetpu-table.json. A check against the published table, not a com
 from __future__ import annotations
 
 import argparse
-import json
 from datetime import date
 from pathlib import Path
 
 import numpy as np
 
 import saunet.quantize  # noqa: F401  (Keras 2 before TensorFlow)
+from saunet.benchmarks.report import write_json
 from saunet.quantize.convert import convert
 from saunet.quantize.edgetpu import check_flatbuffer, static_check
 from saunet.quantize.formats import BY_NAME
 from saunet.quantize.qat import without_dropblock
-from saunet.runtime.files import write_text
 from saunet.runtime.models import BUNDLED_MODEL
 from saunet.runtime.preprocess import Preprocessing
 from saunet.runtime.spec import PRESETS, model_spec
@@ -66,7 +65,7 @@ def main() -> None:
         "models": {name: brief(r) for name, r in checks.items()},
     }
     target = args.out / f"{report['date']}-edgetpu-table.json"
-    write_text(target, json.dumps(report, indent=2) + "\n")
+    write_json(target, report)
     for name, r in report["models"].items():
         print(
             f"{name}: {r['ops_before_first_unsupported']} of {r['ops_total']} ops before the first the table "

@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import date
 from pathlib import Path
 
 import numpy as np
 from scipy.ndimage import binary_fill_holes
 
-from saunet.benchmarks import machine
-from saunet.runtime.files import write_text
+from saunet.benchmarks.report import stamped, write_json
 from saunet.runtime.inputs import folder_items
-from saunet.runtime.metrics import dice
+from saunet.runtime.metrics import dice, paired_difference
 from saunet.runtime.models import BUNDLED_MODEL
 from saunet.runtime.preprocess import read_mask
 from saunet.runtime.segmenter import Segmenter
@@ -66,28 +64,26 @@ def main() -> None:
             f"({rows[-1]['voxels_added']} voxels added)"
         )
     means = {key: float(np.mean([row[key] for row in rows])) for key in ("dice_lcc", "dice_lcc_filled")}
-    better = sum(row["dice_lcc_filled"] > row["dice_lcc"] for row in rows)
-    worse = sum(row["dice_lcc_filled"] < row["dice_lcc"] for row in rows)
+    change = paired_difference([row["dice_lcc_filled"] for row in rows], [row["dice_lcc"] for row in rows])
+    low, high = change["interval"]
     print(
         f"mean per-patient 3D Dice over {len(rows)} validation patients: LCC {means['dice_lcc']:.4f}, "
-        f"LCC + holes filled {means['dice_lcc_filled']:.4f}; filling better on {better}, worse on {worse}"
+        f"LCC + holes filled {means['dice_lcc_filled']:.4f} (paired change {change['mean']:+.4f}, "
+        f"{low:+.4f} to {high:+.4f}); filling better on {change['better']}, worse on {change['worse']}"
     )
     if args.json:
-        write_text(
+        write_json(
             args.json,
-            json.dumps(
+            stamped(
                 {
-                    "date": date.today().isoformat(),
-                    "machine": machine.describe(),
                     "model": str(args.model),
                     "patients": rows,
                     "mean": means,
-                    "better": better,
-                    "worse": worse,
-                },
-                indent=2,
-            )
-            + "\n",
+                    "better": change["better"],
+                    "worse": change["worse"],
+                    "filled_minus_lcc": change,
+                }
+            ),
         )
 
 

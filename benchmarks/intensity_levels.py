@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import date
 from pathlib import Path
 
 import numpy as np
 
-from saunet.benchmarks import machine
-from saunet.runtime.files import write_text
+from saunet.benchmarks.report import stamped, write_json
 from saunet.runtime.preprocess import Preprocessing, head_mask
 from saunet.training.dataset import find_cases, load_case
 
@@ -71,19 +69,15 @@ def main() -> None:
         f"FLAIR median over the head, training and validation volumes: min {min(flair):.0f}, "
         f"10th percentile {np.percentile(flair, 10):.0f}, median {np.median(flair):.0f}, max {max(flair):.0f}"
     )
-    write_text(
+    write_json(
         args.json,
-        json.dumps(
+        stamped(
             {
-                "date": date.today().isoformat(),
-                "machine": machine.describe(),
                 "data": args.data.resolve().name,
                 "run": args.run.name,
                 "cases": cases,
-            },
-            indent=2,
-        )
-        + "\n",
+            }
+        ),
     )
     print(f"report: {args.json}")
 

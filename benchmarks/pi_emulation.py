@@ -28,14 +28,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from datetime import date
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 import saunet.runtime
-from saunet.benchmarks import machine
+from saunet.benchmarks.report import stamped, write_json
 from saunet.runtime.files import write_text
 from saunet.runtime.models import BUNDLED_MODEL
 
@@ -587,38 +586,38 @@ def emulate(args: argparse.Namespace, work: Path) -> dict:
         raise SetupError(f"the emulated saunet-run used {arm['backend']}, not {args.backend}")
     packages = json.loads((debs / DONE).read_text())["packages"]
     rows = compare(x86, arm)
-    return {
-        "date": date.today().isoformat(),
-        "machine": machine.describe(),
-        "model": str(model),
-        "images": [str(image) for image in images],
-        "threads": 1,
-        "threshold": x86["threshold"],
-        "x86_64": {
-            "python": platform.python_version(),
-            "backend": x86["backend"],
-            "backend_version": host_backend_version(x86["backend"]),
-            "numpy": np.__version__,
-            "pillow": Image.__version__,
-        },
-        "aarch64": {
-            "qemu": qemu_version(),
-            "cpu": args.cpu,
-            "board": CPUS[args.cpu][0],
-            "python": packages["python3.11-minimal"]["version"],
-            "backend": arm["backend"],
-            "wheels": wheel_versions(site),
-            "debs": {k: v["version"] for k, v in packages.items()},
-            "root": str(root),
-        },
-        "results": rows,
-        "overall": overall(rows),
-        "seconds": {
-            "setup": round(ready - started, 1),
-            "x86_64": round(ran_x86 - ready, 1),
-            "aarch64_emulated": round(ran_arm - ran_x86, 1),
-        },
-    }
+    return stamped(
+        {
+            "model": str(model),
+            "images": [str(image) for image in images],
+            "threads": 1,
+            "threshold": x86["threshold"],
+            "x86_64": {
+                "python": platform.python_version(),
+                "backend": x86["backend"],
+                "backend_version": host_backend_version(x86["backend"]),
+                "numpy": np.__version__,
+                "pillow": Image.__version__,
+            },
+            "aarch64": {
+                "qemu": qemu_version(),
+                "cpu": args.cpu,
+                "board": CPUS[args.cpu][0],
+                "python": packages["python3.11-minimal"]["version"],
+                "backend": arm["backend"],
+                "wheels": wheel_versions(site),
+                "debs": {k: v["version"] for k, v in packages.items()},
+                "root": str(root),
+            },
+            "results": rows,
+            "overall": overall(rows),
+            "seconds": {
+                "setup": round(ready - started, 1),
+                "x86_64": round(ran_x86 - ready, 1),
+                "aarch64_emulated": round(ran_arm - ran_x86, 1),
+            },
+        }
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -633,7 +632,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
     path = args.report or cache_folder(args.cache) / "report.json"
-    write_text(path, json.dumps(report, indent=2) + "\n")
+    write_json(path, report)
     print_table(report)
     print(f"report: {path}")
 

@@ -15,16 +15,13 @@ Goal (issue 2): the pipeline costs at most 10% of training throughput.
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from datetime import date
 from pathlib import Path
 
 import tensorflow as tf
 
 import saunet.training  # noqa: F401  (Keras 2 before TensorFlow)
-from saunet.benchmarks import machine
-from saunet.runtime.files import write_text
+from saunet.benchmarks.report import stamped, write_json
 from saunet.runtime.preprocess import Preprocessing
 from saunet.training.dataset import find_cases, load_cases, stack
 from saunet.training.keras import keras
@@ -92,26 +89,26 @@ def main() -> None:
     least_cpu = {arm: min(values) for arm, values in cpu.items()}
     wall_cost = 1.0 - best["pipeline"] / best["in-memory"]
     cost = least_cpu["pipeline"] / least_cpu["in-memory"] - 1.0
-    report = {
-        "date": date.today().isoformat(),
-        "machine": machine.describe(),
-        "tensorflow": tf.__version__,
-        "preset": args.preset,
-        "batch_size": args.batch_size,
-        "steps": args.steps,
-        "repeats": args.repeats,
-        "slices_loaded": len(images),
-        "decode_slices_per_s": round(decode, 1),
-        "pipeline_alone_slices_per_s": round(alone, 1),
-        "pipeline_slices_per_s": [round(r, 2) for r in rates["pipeline"]],
-        "in_memory_slices_per_s": [round(r, 2) for r in rates["in-memory"]],
-        "pipeline_cpu_s_per_slice": [round(c, 4) for c in cpu["pipeline"]],
-        "in_memory_cpu_s_per_slice": [round(c, 4) for c in cpu["in-memory"]],
-        "pipeline_cost_cpu": round(cost, 4),
-        "pipeline_cost_wall": round(wall_cost, 4),
-        "goal": "pipeline_cost_cpu at most 0.10",
-        "met": cost <= 0.10,
-    }
+    report = stamped(
+        {
+            "tensorflow": tf.__version__,
+            "preset": args.preset,
+            "batch_size": args.batch_size,
+            "steps": args.steps,
+            "repeats": args.repeats,
+            "slices_loaded": len(images),
+            "decode_slices_per_s": round(decode, 1),
+            "pipeline_alone_slices_per_s": round(alone, 1),
+            "pipeline_slices_per_s": [round(r, 2) for r in rates["pipeline"]],
+            "in_memory_slices_per_s": [round(r, 2) for r in rates["in-memory"]],
+            "pipeline_cpu_s_per_slice": [round(c, 4) for c in cpu["pipeline"]],
+            "in_memory_cpu_s_per_slice": [round(c, 4) for c in cpu["in-memory"]],
+            "pipeline_cost_cpu": round(cost, 4),
+            "pipeline_cost_wall": round(wall_cost, 4),
+            "goal": "pipeline_cost_cpu at most 0.10",
+            "met": cost <= 0.10,
+        }
+    )
     print(
         f"{report['date']}, {report['machine']}, TensorFlow {tf.__version__}, preset {args.preset}, batch {args.batch_size}"
     )
@@ -127,7 +124,7 @@ def main() -> None:
         f"(goal: at most 10%) -> {'met' if cost <= 0.10 else 'missed'}"
     )
     if args.json:
-        write_text(args.json, json.dumps(report, indent=2) + "\n")
+        write_json(args.json, report)
 
 
 if __name__ == "__main__":

@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import date
 from pathlib import Path
 
 import saunet.quantize  # noqa: F401  (Keras 2 before TensorFlow)
-from saunet.benchmarks import machine
+from saunet.benchmarks.report import stamped, write_json
 from saunet.quantize.export import QAT_EPOCHS, QAT_LEARNING_RATE, QAT_STEPS, QatRecipe
 from saunet.quantize.parity import compare
 from saunet.quantize.qat import fine_tune, without_dropblock
-from saunet.runtime.files import write_text
 from saunet.runtime.preprocess import normalise_intensity
 from saunet.training.dataset import find_cases, load_cases, stack
 from saunet.training.evaluate import keras_predictor, load_keras_model, model_spec_of
@@ -74,20 +72,20 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    report = {
-        "date": date.today().isoformat(),
-        "machine": machine.describe(),
-        "command": f"python -m saunet.benchmarks.qat_drift {args.run.name} --lr {args.lr} --epochs {args.epochs} "
-        f"--steps {args.steps}",
-        **drift(args.run, args.lr, args.epochs, args.steps or None, args.data),
-    }
+    report = stamped(
+        {
+            "command": f"python -m saunet.benchmarks.qat_drift {args.run.name} --lr {args.lr} --epochs {args.epochs} "
+            f"--steps {args.steps}",
+            **drift(args.run, args.lr, args.epochs, args.steps or None, args.data),
+        }
+    )
     row = report["fine_tuned"]
     print(
         f"float fine-tuned at lr {args.lr}: per-patient Dice {row['dice_3d_mean']:.4f} "
         f"(change {row['dice_change']:+.4f}, mask agreement {100 * row['mask_agreement']:.3f}%)"
     )
     if args.json:
-        write_text(args.json, json.dumps(report, indent=2) + "\n")
+        write_json(args.json, report)
 
 
 if __name__ == "__main__":

@@ -252,6 +252,17 @@ def build_report(
     return report
 
 
+def stamped(fields: dict) -> dict:
+    """`fields` after today's date and machine.describe(): a figure means little without when and where it
+    was measured, and every report under benchmarks/reports/ opens with both."""
+    return {"date": date.today().isoformat(), "machine": machine.describe(), **fields}
+
+
+def write_json(path: Path, report: dict) -> None:
+    """`report` as indented JSON, written atomically so that an interrupted benchmark leaves no half a report."""
+    write_text(path, json.dumps(report, indent=2) + "\n")
+
+
 def write_report(report: dict, folder: Path) -> list[Path]:
     """<date>-<machine>-<run>.md, .json, -latency.png and -dice.png in `folder`, each written atomically.
 

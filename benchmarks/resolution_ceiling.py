@@ -11,15 +11,12 @@ it learnt its targets perfectly. Cases come from RUN's split.json (--split all: 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from datetime import date
 from pathlib import Path
 
 import numpy as np
 
-from saunet.benchmarks import machine
-from saunet.runtime.files import write_text
+from saunet.benchmarks.report import stamped, write_json
 from saunet.runtime.metrics import score_patients
 from saunet.runtime.preprocess import InputError, resize_probability
 from saunet.training.dataset import MASK_TARGETS, DataError, Volume, training_mask
@@ -61,21 +58,17 @@ def main() -> None:
             f"median {rows[targets]['median']:.4f}  min {rows[targets]['min']:.4f}"
         )
     if args.json:
-        write_text(
+        write_json(
             args.json,
-            json.dumps(
+            stamped(
                 {
-                    "date": date.today().isoformat(),
-                    "machine": machine.describe(),
                     "data": args.data.resolve().name,
                     "run": args.run.name,
                     "split": args.split,
                     "size": args.size,
                     "dice_3d": rows,
-                },
-                indent=2,
-            )
-            + "\n",
+                }
+            ),
         )
         print(f"report: {args.json}")
 

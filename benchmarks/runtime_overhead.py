@@ -17,18 +17,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import statistics
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
 
 import numpy as np
 
-from saunet.benchmarks import machine
+from saunet.benchmarks.report import stamped, write_json
 from saunet.runtime import cli
-from saunet.runtime.files import write_text
 from saunet.runtime.outputs import overlay, save_png, summarize
 from saunet.runtime.preprocess import read_image
 from saunet.runtime.segmenter import Segmenter
@@ -90,21 +87,21 @@ def main() -> None:
     ratio = outside / median["invoke"]
     batch_ms = batch_ms_per_scan(args.model, args.scan, args.runs, args.threads)
     batch_ratio = (batch_ms - median["invoke"]) / median["invoke"]
-    report = {
-        "date": date.today().isoformat(),
-        "machine": machine.describe(),
-        "model": str(args.model),
-        "backend": segmenter.backend,
-        "threads": args.threads or "all cores",
-        "scan": str(args.scan),
-        "runs": args.runs,
-        "median_ms": {k: round(v, 3) for k, v in median.items()},
-        "outside_invoke_ratio": round(ratio, 4),
-        "goal": "at most 0.15",
-        "met": ratio <= 0.15,
-        "saunet_run_batch_ms_per_scan": round(batch_ms, 3),
-        "saunet_run_batch_outside_invoke_ratio": round(batch_ratio, 4),
-    }
+    report = stamped(
+        {
+            "model": str(args.model),
+            "backend": segmenter.backend,
+            "threads": args.threads or "all cores",
+            "scan": str(args.scan),
+            "runs": args.runs,
+            "median_ms": {k: round(v, 3) for k, v in median.items()},
+            "outside_invoke_ratio": round(ratio, 4),
+            "goal": "at most 0.15",
+            "met": ratio <= 0.15,
+            "saunet_run_batch_ms_per_scan": round(batch_ms, 3),
+            "saunet_run_batch_outside_invoke_ratio": round(batch_ratio, 4),
+        }
+    )
     print(
         f"{report['date']}, {report['machine']}, {segmenter.backend}, {report['threads']} thread(s), "
         f"{args.runs} runs on {args.scan.name}"
@@ -120,7 +117,7 @@ def main() -> None:
         f"({'met' if batch_ratio <= 0.15 else 'missed'}; PNGs written while the next scan runs)"
     )
     if args.json:
-        write_text(args.json, json.dumps(report, indent=2) + "\n")
+        write_json(args.json, report)
 
 
 if __name__ == "__main__":

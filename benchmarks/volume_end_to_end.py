@@ -20,16 +20,15 @@ import json
 import statistics
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
-from saunet.benchmarks import machine
-from saunet.runtime.files import write_text
+from saunet.benchmarks.report import stamped, write_json
+from saunet.runtime.cli import Options, segment_volume
 from saunet.runtime.inputs import Item, folder_items
-from saunet.runtime.models import BUNDLED_MODEL, Options, segment_volume
+from saunet.runtime.models import BUNDLED_MODEL
 from saunet.runtime.nifti import read_nifti
 from saunet.runtime.segmenter import Segmenter
 from saunet.runtime.volume_outputs import write_volume
@@ -127,21 +126,17 @@ def main() -> None:
             for step, seconds in row["steps_median_s"].items():
                 print(f"    {step}: {seconds:.3f} s")
     if args.json:
-        write_text(
+        write_json(
             args.json,
-            json.dumps(
+            stamped(
                 {
-                    "date": date.today().isoformat(),
-                    "machine": machine.describe(),
                     "model": str(args.model),
                     "case": case,
                     "file": nifti.name,
                     "goal_ratio": GOAL,
                     "threads": rows,
-                },
-                indent=2,
-            )
-            + "\n",
+                }
+            ),
         )
 
 

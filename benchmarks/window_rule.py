@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import date
 from pathlib import Path
 
 import numpy as np
 
-from saunet.benchmarks import machine
-from saunet.runtime.files import write_text
+from saunet.benchmarks.report import stamped, write_json
 from saunet.runtime.inputs import folder_items
 from saunet.runtime.intensity import window
 from saunet.runtime.metrics import dice
@@ -84,20 +82,16 @@ def main() -> None:
     }
     print(json.dumps(summary, indent=2))
     if args.json:
-        write_text(
+        write_json(
             args.json,
-            json.dumps(
+            stamped(
                 {
-                    "date": date.today().isoformat(),
-                    "machine": machine.describe(),
                     "model": str(args.model),
                     "summary": summary,
                     "validation": rows,
                     "volumes": stored,
-                },
-                indent=2,
-            )
-            + "\n",
+                }
+            ),
         )
 
 

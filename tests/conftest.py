@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,16 @@ class Block(importlib.abc.MetaPathFinder):
         if name.split(".")[0] in ("tensorflow", "tf_keras", "keras", "tensorflow_model_optimization"):
             raise ImportError("blocked: " + name)
 sys.meta_path.insert(0, Block())
+"""
+#: Prepended by `run_with_keras_models`: numpy, saunet's Keras (imported after saunet.training, which sets
+#: Keras 2 up before TensorFlow) and `load`, which reads a .keras file with saunet's custom layers.
+LOAD_KERAS_MODELS = """
+import numpy as np
+import saunet.training
+from saunet.training.keras import keras
+from saunet.training.model import custom_objects
+def load(path):
+    return keras.models.load_model(path, custom_objects=custom_objects())
 """
 
 
@@ -87,3 +98,10 @@ def run_python(code: str, env: dict | None = None, timeout: int = 300):
 
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=full_env, timeout=timeout)
+
+
+def run_with_keras_models(code: str, **models: Path):
+    """Runs `code` in a fresh interpreter with each of `models` (name=path of a .keras file) loaded into a
+    variable of that name, and `np` and `keras` at hand: the test states only what it checks of the models."""
+    loads = "".join(f"{name} = load({str(path)!r})\n" for name, path in models.items())
+    return run_python(LOAD_KERAS_MODELS + loads + textwrap.dedent(code))

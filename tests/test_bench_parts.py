@@ -130,3 +130,23 @@ def test_ensemble_latency_goal_reads_a_whole_slice_at_one_thread() -> None:
     rows[name]["slice_ms"][1]["p50"] = 61.0
     (goal,) = [g for g in goals(rows, [1, 2]) if ENSEMBLE_ROW in g["goal"]]
     assert goal["met"] is False
+
+
+def test_a_scripts_report_opens_with_date_and_machine_and_is_written_whole(tmp_path: Path) -> None:
+    import json
+    from datetime import date
+
+    from saunet.benchmarks import machine
+    from saunet.benchmarks.report import stamped, write_json
+
+    path = tmp_path / "reports" / "r.json"
+    write_json(path, stamped({"model": "m.tflite", "mean": {"dice": 0.5}}))
+    text = path.read_text()
+    assert list(json.loads(text).items()) == [
+        ("date", date.today().isoformat()),
+        ("machine", machine.describe()),
+        ("model", "m.tflite"),
+        ("mean", {"dice": 0.5}),
+    ]
+    assert text.endswith("}\n") and '\n  "model"' in text, "indented, one final newline, as the reports so far"
+    assert [p.name for p in path.parent.iterdir()] == ["r.json"], "no partial file left behind"

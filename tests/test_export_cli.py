@@ -12,7 +12,7 @@ import pytest
 
 from saunet.runtime.metadata import read_metadata
 
-from conftest import run_python, write_dataset
+from conftest import run_python, run_with_keras_models, write_dataset
 
 
 def cli(module: str, *args: str) -> subprocess.CompletedProcess:
@@ -134,13 +134,10 @@ def test_bundle_puts_the_runs_pair_into_the_package_and_refuses_a_mismatch(
     result = cli("saunet.quantize.bundle", str(folder), str(int8), "--dest", str(dest))
     assert result.returncode == 0, result.stderr
     assert (dest / "saunet_int8.tflite").read_bytes() == int8.read_bytes()
-    check = run_python(f"""
-import saunet.training, numpy as np
+    check = run_with_keras_models(
+        f"""
 from pathlib import Path
 from saunet.training.evaluate import load_keras_model
-from saunet.training.keras import keras
-from saunet.training.model import custom_objects
-bundled = keras.models.load_model({str(dest / "saunet_float.keras")!r}, custom_objects=custom_objects())
 best, _, _ = load_keras_model(Path({str(folder)!r}))
 assert bundled.optimizer is None, "the bundled float model should carry no optimiser state"
 import json
@@ -151,7 +148,9 @@ beside.write_text(json.dumps(described))
 _, _, spec = load_keras_model(Path({str(dest / "saunet_float.keras")!r}))
 assert spec.normalise == "channel-median", "the bundled float model's preprocessing comes from the file beside it"
 assert all(np.array_equal(a, b) for a, b in zip(bundled.get_weights(), best.get_weights()))
-""")
+""",
+        bundled=dest / "saunet_float.keras",
+    )
     assert check.returncode == 0, check.stderr
     assert cli("saunet.quantize.bundle", str(folder), str(int8), "--dest", str(dest)).returncode == 0
     assert sorted(p.name for p in dest.iterdir()) == ["saunet_float.json", "saunet_float.keras", "saunet_int8.tflite"]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_python, write_dataset
+from conftest import run_with_keras_models, write_dataset
 
 TINY = ["--input-size", "32", "--batch-size", "8", "--split", "0.6/0.2/0.2"]
 
@@ -31,15 +31,14 @@ def history_epochs(run: Path) -> list[int]:
 
 def optimizer_state(model_file: Path) -> tuple[int, float]:
     """The optimiser's step count and its learning rate at that step, as saved in a .keras file."""
-    result = run_python(
-        "import saunet.training, sys\n"
-        "from saunet.training.keras import keras\n"
-        "from saunet.training.model import custom_objects\n"
-        f"m = keras.models.load_model({str(model_file)!r}, custom_objects=custom_objects())\n"
-        "o = m.optimizer\n"
-        "lr = o.get_config()['learning_rate']\n"
-        "lr = keras.optimizers.schedules.deserialize(lr)(o.iterations) if isinstance(lr, dict) else lr\n"
-        "print(int(o.iterations.numpy()), float(lr))\n"
+    result = run_with_keras_models(
+        """
+        o = m.optimizer
+        lr = o.get_config()["learning_rate"]
+        lr = keras.optimizers.schedules.deserialize(lr)(o.iterations) if isinstance(lr, dict) else lr
+        print(int(o.iterations.numpy()), float(lr))
+        """,
+        m=model_file,
     )
     assert result.returncode == 0, result.stderr
     steps, rate = result.stdout.split()[-2:]
@@ -203,14 +202,16 @@ def test_init_from_starts_from_a_trained_model_at_another_size_and_refuses_a_lea
     assert f"starting from the weights of {source}" in result.stdout
     assert "was trained with input_size 16 (this run: 32)" in result.stdout
     assert json.loads((tuned / "config.json").read_text())["init_from"] == str(source)
-    same = run_python(f"""
-import saunet.training, numpy as np
-from saunet.training.keras import keras
-from saunet.training.model import custom_objects
-a, b = (keras.models.load_model(p, custom_objects=custom_objects()) for p in ({str(source / "best.keras")!r}, {str(tuned / "best.keras")!r}))
-assert a.input_shape[1:3] == (16, 16) and b.input_shape[1:3] == (32, 32)
-assert all(np.array_equal(x, y) for x, y in zip(a.trainable_weights, b.trainable_weights)), "at --lr 0 the weights stay the source's"
-""")
+    same = run_with_keras_models(
+        """
+        assert a.input_shape[1:3] == (16, 16) and b.input_shape[1:3] == (32, 32)
+        assert all(np.array_equal(x, y) for x, y in zip(a.trainable_weights, b.trainable_weights)), (
+            "at --lr 0 the weights stay the source's"
+        )
+        """,
+        a=source / "best.keras",
+        b=tuned / "best.keras",
+    )
     assert same.returncode == 0, same.stderr
 
     leaky = saunet(
