@@ -110,3 +110,17 @@ def test_the_check_flags_weights_of_a_finished_run_and_spares_an_unfinished_one(
         "checkpoints/run/best.keras",
         "checkpoints/run/last.keras",
     ]
+
+
+def test_every_module_imports() -> None:
+    """A script no test runs (a benchmark, a bundler) still breaks here when an import it names moves."""
+    import importlib
+    import pkgutil
+
+    import saunet.quantize  # noqa: F401  (Keras 2 before TensorFlow)
+
+    for package in ("runtime", "training", "quantize", "benchmarks"):
+        root = importlib.import_module(f"saunet.{package}")
+        for module in pkgutil.walk_packages(root.__path__, prefix=f"saunet.{package}."):
+            if not module.name.endswith("__main__"):  # runs its command when imported
+                importlib.import_module(module.name)
