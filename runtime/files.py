@@ -33,9 +33,10 @@ def reason(error: OSError) -> str:
 
 
 def partial_path(path: Path) -> Path:
-    """The hidden temporary name `path` is written under; it keeps the suffix, since some writers
-    (Keras, pillow) choose the format by it."""
-    return path.with_name(f".{path.stem}.partial{path.suffix}")
+    """The hidden temporary name `path` is written under: this process's own, so that two commands
+    writing into one folder never write into each other's partial file; it keeps the suffix, since
+    some writers (Keras, pillow) choose the format by it."""
+    return path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
 
 
 @contextlib.contextmanager

@@ -121,6 +121,9 @@ def test_a_wheel_carries_the_models_and_its_saunet_run_needs_no_tensorflow(real_
         archive.extractall(tmp_path / "site")
     for name in ("saunet_int8.tflite", "saunet_float.keras", "saunet_float.json", "MODEL_CARD.md"):
         assert f"saunet/runtime/models/{name}" in names, f"the wheel lacks {name}"
+    bundled = sorted(p.relative_to(MODELS).as_posix() for p in (MODELS / "ensemble").glob("*") if p.is_file())
+    for name in bundled:  # the bundled ensemble, when there is one, is saunet-run's default
+        assert f"saunet/runtime/models/{name}" in names, f"the wheel lacks {name}"
     assert "saunet-run = saunet.runtime.cli:main" in entry_points
     assert "License-Expression: MIT" in metadata.splitlines()
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), "the wheel lacks the LICENSE file"

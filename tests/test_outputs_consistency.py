@@ -82,6 +82,26 @@ def test_atomic_path_leaves_the_old_file_and_no_partial_when_the_write_fails(tmp
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["results.json"]
 
 
+def test_two_processes_writing_one_file_never_share_a_partial_file(tmp_path: Path) -> None:
+    """Two saunet-run commands into one folder: each write is whole, whichever lands last."""
+    target = tmp_path / "results.json"
+    with atomic_path(target) as partial:
+        partial.write_text("this process")
+        other = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from saunet.runtime.files import write_text; write_text(sys.argv[1], 'other process')",
+                str(target),
+            ],
+            capture_output=True,
+            text=True,
+        )
+        assert other.returncode == 0, other.stderr
+        assert partial.read_text() == "this process", "the other process wrote into this one's partial file"
+    assert target.read_text() == "this process" and [p.name for p in tmp_path.iterdir()] == ["results.json"]
+
+
 def test_saunet_run_with_a_write_failing_halfway_keeps_the_folder_consistent(
     real_slices: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
