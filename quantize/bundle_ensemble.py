@@ -26,8 +26,9 @@ from saunet.runtime.metadata import ModelError, read_metadata
 from saunet.runtime.models import BUNDLED_ENSEMBLE
 
 
-def members(runs: list[Path]) -> list[dict]:
-    """Each fold run's chosen int8 export and why, in fold order; the folds checked to be one cross-validation."""
+def members(runs: list[Path]) -> tuple[list[dict], list[str]]:
+    """Each fold run's chosen int8 export and why, in fold order, and the test patients; the folds
+    checked to be one cross-validation."""
     from saunet.training.evaluate import fold_splits
 
     splits = fold_splits(runs)
@@ -60,14 +61,12 @@ def members(runs: list[Path]) -> list[dict]:
         raise ModelError(
             chosen[0]["source"], "the folds' exports describe different models; an ensemble averages one kind"
         )
-    return chosen
+    return chosen, splits[0]["test"]
 
 
 def bundle_ensemble(runs: list[Path], tta: bool, dest: Path) -> Path:
     """Writes the ensemble folder `dest` (see the module's docstring) and returns its description file."""
-    from saunet.training.evaluate import fold_splits
-
-    chosen = members(runs)
+    chosen, test_patients = members(runs)
     partial, old = dest.with_name(dest.name + ".partial"), dest.with_name(dest.name + ".old")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
@@ -78,7 +77,7 @@ def bundle_ensemble(runs: list[Path], tta: bool, dest: Path) -> Path:
         "models": [m["file"] for m in chosen],
         "tta": tta,
         "members": chosen,
-        "test_patients": fold_splits(runs)[0]["test"],
+        "test_patients": test_patients,
     }
     (partial / ENSEMBLE_FILE).write_text(json.dumps(description, indent=2) + "\n")
     BundledEnsemble.read(partial / ENSEMBLE_FILE)

@@ -220,7 +220,9 @@ def chosen_models(models: tuple[Path, ...], fast: bool, tta: bool | None) -> tup
     "[default: the bundled ensemble, or the bundled int8 model]",
 )
 @click.option(
-    "--fast", is_flag=True, help="the bundled single int8 model instead of the bundled ensemble (several times faster)"
+    "--fast",
+    is_flag=True,
+    help="the bundled single int8 model instead of the bundled ensemble (one model call a slice, not one a member)",
 )
 @click.option(
     "--tta/--no-tta",
