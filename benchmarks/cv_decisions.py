@@ -6,7 +6,7 @@ Each non-test patient is predicted by the fold model that did not train on it (e
 model, last.keras), once as stored and once mirrored left-right. Per patient, the 3D Dice with the
 largest 6-connected component kept is scored four ways: as is, with the mirrored prediction
 averaged in (`--tta`), with each slice's enclosed holes filled after the largest component
-(saunet.benchmarks.hole_filling.fill_holes_2d), and both.
+(saunet.runtime.components.fill_holes_2d), and both.
 Each variant is compared with the plain one, paired over the same patients.
 """
 
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from saunet.benchmarks.hole_filling import fill_holes_2d
 from saunet.benchmarks.report import stamped, write_json
-from saunet.runtime.metrics import bootstrap_interval, dice, largest_component, paired_difference
+from saunet.runtime.components import fill_holes_2d, largest_component
+from saunet.runtime.metrics import bootstrap_interval, dice, paired_difference
 
 VARIANTS = ("plain", "tta", "holes", "tta+holes")
 

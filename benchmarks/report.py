@@ -55,6 +55,7 @@ def row_summary(row, masks: dict, gop: float, floors: dict, threads: list[int]) 
         summary.update(
             dice_3d_mean=scores["dice_3d"]["mean"],
             dice_3d_lcc_mean=scores["dice_3d_lcc"]["mean"],
+            dice_3d_filled_mean=scores["dice_3d_filled"]["mean"],
             dice_per_patient={p["patient"]: p["dice_3d"] for p in scores["per_patient"]},
             slices_per_s=full["slices_per_s"],
             scores=scores,

@@ -58,8 +58,8 @@ def stages(segmenter: Segmenter, nifti: Path, out: Path, options: Options) -> di
     times["predict: invokes"] = invoke_ms / 1e3
     times["predict: resize, normalise, quantise, resize back"] = time.perf_counter() - started - invoke_ms / 1e3
     started = time.perf_counter()
-    mask = postprocess(probability, options.threshold, options.largest_component)
-    times["threshold, largest 3D component"] = time.perf_counter() - started
+    mask = postprocess(probability, options.threshold, options.largest_component, options.fill_holes)
+    times["threshold, largest 3D component, holes filled"] = time.perf_counter() - started
     started = time.perf_counter()
     write_volume(volume, mask, out, "stages", set(), overlays=False)
     times["write seg.nii.gz and montage.png"] = time.perf_counter() - started

@@ -65,7 +65,7 @@ def main() -> None:
                 probability, _ = predict_volume(
                     Volume(case.name, case, "slices", source, volume.labels), segmenter.predict
                 )
-                scores.append(dice(postprocess(probability, segmenter.spec.threshold, True), truth))
+                scores.append(dice(postprocess(probability, segmenter.spec.threshold, True, False), truth))
             rows.append({"case": case.name, "dice_lcc_stored": scores[0], "dice_lcc_windowed": scores[1]})
             print(f"{case.name}: 3D Dice (LCC) stored 8-bit {scores[0]:.4f}, windowed 12-bit {scores[1]:.4f}")
     maxima = np.array([row["max"] for row in stored])

@@ -44,6 +44,7 @@ class Options:
 
     threshold: float
     largest_component: bool = True
+    fill_holes: bool = True
     overlays: bool = False
     channels: tuple[int, ...] | None = None
 
@@ -66,9 +67,11 @@ def segment_volume(item: Item, predict: Predict, options: Options, out: Path, us
     start = time.perf_counter()
     volume = load_volume(item, options)
     probability, _ = predict_volume(volume, predict)
-    mask = postprocess(probability, options.threshold, options.largest_component)
+    mask = postprocess(probability, options.threshold, options.largest_component, options.fill_holes)
     written = write_volume(volume, mask, out, unique_name(volume.name, used), used, options.overlays)
-    summary = volume_summary(volume, probability, mask, options.largest_component, time.perf_counter() - start)
+    summary = volume_summary(
+        volume, probability, mask, options.largest_component, options.fill_holes, time.perf_counter() - start
+    )
     return {"input": str(item.path), "volume": summary, **written}
 
 
@@ -253,6 +256,12 @@ def chosen_models(models: tuple[Path, ...], fast: bool, tta: bool | None) -> tup
     show_default=True,
     help="volumes: keep only the largest 6-connected tumour component (the model card's protocol)",
 )
+@click.option(
+    "--fill-holes/--keep-holes",
+    default=True,
+    show_default=True,
+    help="volumes: fill the tumour's enclosed holes in each slice (a dark cystic core the model left out)",
+)
 @click.option("--overlays", is_flag=True, help="volumes: also write every slice's overlay PNG")
 @click.option(
     "--channels",
@@ -275,6 +284,7 @@ def main(
     cpu_fallback,
     threshold,
     largest_component,
+    fill_holes,
     overlays,
     channels,
     print_json,
@@ -302,6 +312,7 @@ def main(
     options = Options(
         segmenter.spec.threshold if threshold is None else threshold,
         largest_component,
+        fill_holes,
         overlays,
         channel_order(channels, segmenter.spec.channels),
     )
@@ -323,6 +334,7 @@ def main(
         "delegate": segmenter.delegate,
         "threshold": options.threshold,
         "largest_component": options.largest_component,
+        "holes_filled": options.fill_holes,
         "saunet": __version__,
         "results": results,
     }

@@ -18,10 +18,14 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from saunet.runtime.components import fill_holes_2d, largest_component
+
 METRIC_NAMES: dict[str, str] = {
-    "per_patient": "per-patient rows: slices, 3D Dice with and without LCC, true and predicted tumour voxels",
+    "per_patient": "per-patient rows: slices, 3D Dice without and with LCC (and holes filled), true and predicted tumour voxels",
     "dice_3d": "per-patient 3D Dice of the thresholded mask, mean/median over patients",
     "dice_3d_lcc": "per-patient 3D Dice after keeping the largest 6-connected component, mean/median over patients",
+    "dice_3d_filled": "per-patient 3D Dice after keeping the largest component and filling each slice's enclosed holes "
+    "(saunet-run's default for volumes), mean/median over patients",
     "slice_dice_tumour": "2D Dice per slice, only slices whose truth has tumour, mean/median over those slices",
     "empty_slice_fp_rate": "fraction of tumour-free slices where the thresholded mask has any positive pixel",
     "seed_soft_dice": "seed project's soft Dice on probabilities, pooled over all slices, smoothing 100",
@@ -72,66 +76,6 @@ def mask_agreement(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.count_nonzero(a == b) / a.size)
 
 
-def _face_edges(mask: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs (lower, higher) of foreground indices that share a face along some axis."""
-    src, dst = [], []
-    for axis in range(mask.ndim):
-        lo = tuple(slice(None, -1) if d == axis else slice(None) for d in range(mask.ndim))
-        hi = tuple(slice(1, None) if d == axis else slice(None) for d in range(mask.ndim))
-        both = mask[lo] & mask[hi]
-        src.append(index[lo][both])
-        dst.append(index[hi][both])
-    return np.concatenate(src), np.concatenate(dst)
-
-
-def _component_roots(n: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Root (smallest member index) of each of ``n`` nodes' connected component.
-
-    Vectorised union-find: every round hooks the larger root of each edge onto
-    the smaller one, then pointer-jumps until every node points at its root.
-    Parents always have smaller indices, so the forest stays acyclic whichever
-    of several competing writes wins; the number of trees roughly halves per
-    round, so a handful of rounds suffices even for large volumes.
-    """
-    parent = np.arange(n, dtype=np.intp)
-    while True:
-        a, b = parent[src], parent[dst]
-        cross = a != b
-        if not cross.any():
-            return parent
-        a, b = a[cross], b[cross]
-        parent[np.maximum(a, b)] = np.minimum(a, b)
-        while True:
-            jumped = parent[parent]
-            if np.array_equal(jumped, parent):
-                break
-            parent = jumped
-
-
-def largest_component(mask: np.ndarray) -> np.ndarray:
-    """Keep only the largest face-connected component of a binary mask (bool out).
-
-    Face connectivity (4 in 2D, 6 in 3D) is scipy.ndimage.label's default and
-    so the data-set author's protocol (medpy's largest_connected_component).
-    Only foreground voxels are processed, so a 256x256x88 volume is fast.
-    Equally large components: the one whose first voxel comes first in C
-    order wins, which is scipy's lowest label, so results are deterministic.
-    Empty in, empty out.
-    """
-    mask = np.asarray(mask).astype(bool, copy=False)
-    out = np.zeros(mask.shape, dtype=bool)
-    n = int(np.count_nonzero(mask))
-    if n == 0:
-        return out
-    index = np.full(mask.shape, -1, dtype=np.intp)
-    index[mask] = np.arange(n, dtype=np.intp)
-    roots = _component_roots(n, *_face_edges(mask, index))
-    # Roots are each component's first voxel in C order and argmax takes the
-    # first maximum, which gives the tie rule above.
-    out[mask] = roots == np.argmax(np.bincount(roots, minlength=n))
-    return out
-
-
 def _soft_dice_from_sums(intersection: float, sum_prob: float, sum_truth: float, smooth: float) -> float:
     return (2.0 * intersection + smooth) / (sum_prob + sum_truth + smooth)
 
@@ -158,6 +102,7 @@ class PatientScores:
     slices: int
     dice_3d: float
     dice_3d_lcc: float
+    dice_3d_filled: float
     tumour_voxels_true: int
     tumour_voxels_pred: int
 
@@ -230,12 +175,14 @@ def score_patients(volumes: Mapping[str, tuple[np.ndarray, np.ndarray]], thresho
         pred, truth = _binary_pair(prob >= threshold, truth)
         if pred.ndim != 3:
             raise ValueError(f"{patient}: expected (slices, H, W), got {pred.shape}")
+        largest = largest_component(pred)
         rows.append(
             PatientScores(
                 patient=str(patient),
                 slices=pred.shape[0],
                 dice_3d=dice(pred, truth),
-                dice_3d_lcc=dice(largest_component(pred), truth),
+                dice_3d_lcc=dice(largest, truth),
+                dice_3d_filled=dice(fill_holes_2d(largest), truth),
                 tumour_voxels_true=int(np.count_nonzero(truth)),
                 tumour_voxels_pred=int(np.count_nonzero(pred)),
             )
@@ -251,6 +198,7 @@ def score_patients(volumes: Mapping[str, tuple[np.ndarray, np.ndarray]], thresho
         "per_patient": [asdict(row) for row in rows],
         "dice_3d": _mean_median([row.dice_3d for row in rows]),
         "dice_3d_lcc": _mean_median([row.dice_3d_lcc for row in rows]),
+        "dice_3d_filled": _mean_median([row.dice_3d_filled for row in rows]),
         "slice_dice_tumour": {**_mean_median(slice_dices), "slices": len(slice_dices)},
         "empty_slice_fp_rate": {
             "rate": empty_fp / empty_slices if empty_slices else None,
@@ -284,6 +232,18 @@ def summary_rows(scores: dict, fmt: Callable[[float | None], str]) -> list[tuple
             interval("dice_3d_lcc"),
         ),
         ("per-patient 3D Dice, largest component, median", fmt(scores["dice_3d_lcc"]["median"])),
+        *(
+            [
+                ("per-patient 3D Dice, largest component, holes filled, mean", fmt(scores["dice_3d_filled"]["mean"])),
+                (
+                    f"per-patient 3D Dice, largest component, holes filled, mean: 95% bootstrap interval "
+                    f"({patients} patients)",
+                    interval("dice_3d_filled"),
+                ),
+            ]
+            if "dice_3d_filled" in scores
+            else []
+        ),
         (
             f"per-slice Dice on tumour slices, mean ({scores['slice_dice_tumour']['slices']} slices)",
             fmt(scores["slice_dice_tumour"]["mean"]),

@@ -8,13 +8,14 @@ from saunet.runtime.volumes import Volume
 
 
 def volume_summary(
-    volume: Volume, probability: np.ndarray, mask: np.ndarray, keep_largest: bool, seconds: float
+    volume: Volume, probability: np.ndarray, mask: np.ndarray, keep_largest: bool, fill_holes: bool, seconds: float
 ) -> dict:
     """Tumour voxels, millilitres (None without a voxel size), slices with tumour (by the input's
     slice numbers), bounding box, mean probability inside the mask and the time the volume took.
 
     The bounding box is in the data set's orientation (slice, row, column), inclusive, with
     slices counted from 0 from the inferior end; `slices_with_tumour` gives the input's own numbers.
+    `keep_largest` and `fill_holes` record the post-processing the mask went through.
     """
     voxels = int(np.count_nonzero(mask))
     where = np.nonzero(mask)
@@ -29,5 +30,6 @@ def volume_summary(
         "bbox_slice_row_column": ([[int(a.min()) for a in where], [int(a.max()) for a in where]] if voxels else None),
         "mean_probability_inside": float(probability[mask.astype(bool)].mean()) if voxels else None,
         "largest_component": keep_largest,
+        "holes_filled": fill_holes,
         "seconds": round(seconds, 3),
     }

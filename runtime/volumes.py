@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from saunet.runtime.metrics import largest_component
+from saunet.runtime.components import fill_holes_2d, largest_component
 from saunet.runtime.preprocess import InputError, read_pixels, to_8_bit
 from saunet.runtime.segmenter import Prediction
 
@@ -91,13 +91,18 @@ def predict_volume(volume: Volume, predict: Predict) -> tuple[np.ndarray, float]
     return probability, invoke_ms
 
 
-def postprocess(probability: np.ndarray, threshold: float, keep_largest: bool) -> np.ndarray:
-    """The thresholded 3D mask (uint8 0/1), with only its largest 6-connected component if `keep_largest`.
+def postprocess(probability: np.ndarray, threshold: float, keep_largest: bool, fill_holes: bool) -> np.ndarray:
+    """The thresholded 3D mask (uint8 0/1): only its largest 6-connected component if `keep_largest`,
+    then each slice's enclosed holes filled if `fill_holes`.
 
-    The largest component is the data set author's protocol and the one the model card's
-    per-patient Dice is reported with (saunet.runtime.metrics.largest_component).
+    The largest component is the data set author's protocol. Filling holes puts back the dark
+    cystic or necrotic core that the model tends to leave inside a bright FLAIR rim; rule 2 of
+    docs/experiments.md adopted it on the cross-validation's out-of-fold predictions. Both are
+    the functions the reported Dice is computed with (saunet.runtime.metrics).
     """
     mask = probability >= threshold
     if keep_largest:
         mask = largest_component(mask)
+    if fill_holes:
+        mask = fill_holes_2d(mask)
     return mask.astype(np.uint8)

@@ -167,6 +167,7 @@ def test_score_patients_hand_computed():
             "slices": 3,
             "dice_3d": pytest.approx(0.8),
             "dice_3d_lcc": pytest.approx(1.0),
+            "dice_3d_filled": pytest.approx(1.0),
             "tumour_voxels_true": 4,
             "tumour_voxels_pred": 6,
         },
@@ -175,6 +176,7 @@ def test_score_patients_hand_computed():
             "slices": 2,
             "dice_3d": pytest.approx(4 / 7),
             "dice_3d_lcc": pytest.approx(4 / 7),
+            "dice_3d_filled": pytest.approx(4 / 7),
             "tumour_voxels_true": 5,
             "tumour_voxels_pred": 2,
         },
@@ -191,6 +193,18 @@ def test_score_patients_hand_computed():
     # A: 48 px, 2 FP; B: 32 px, 3 FN.
     assert result["pixel_accuracy"] == pytest.approx(75 / 80)
     assert result["threshold"] == 0.5
+
+
+def test_score_patients_fills_each_slices_holes_after_the_largest_component():
+    truth = np.zeros((2, 7, 7), np.uint8)
+    truth[0, 1:6, 1:6] = 1
+    prob = truth.astype(np.float32)
+    prob[0, 3, 3] = 0.2  # the dark core the model leaves out
+    prob[1, 6, 6] = 0.9  # a stray voxel, not connected
+    (row,) = score_patients({"C": (prob, truth)})["per_patient"]
+    assert row["dice_3d"] == pytest.approx(2 * 24 / (25 + 25))
+    assert row["dice_3d_lcc"] == pytest.approx(2 * 24 / (24 + 25))
+    assert row["dice_3d_filled"] == pytest.approx(1.0)
 
 
 def test_score_patients_threshold_and_consistency_with_soft_dice():
@@ -247,7 +261,9 @@ def test_summary_rows_give_each_per_patient_mean_its_interval():
     scores = score_patients(_two_patients())
     rows = dict(summary_rows(scores, lambda v: "n/a" if v is None else f"{v:.3f}"))
     low, high = bootstrap_interval([p["dice_3d_lcc"] for p in scores["per_patient"]])
-    assert len(rows) == 10  # every row's label is its own
+    assert len(rows) == 12  # every row's label is its own
+    older = {k: v for k, v in scores.items() if k != "dice_3d_filled"}
+    assert len(summary_rows(older, str)) == 10, "reports written before hole filling still read"
     lcc_row = "per-patient 3D Dice, largest component, mean: 95% bootstrap interval (2 patients)"
     assert dict(summary_rows(scores, str))[lcc_row] == f"{low} to {high}"
     assert (
@@ -259,7 +275,7 @@ def test_summary_rows_give_each_per_patient_mean_its_interval():
 
 
 def test_patient_scores_is_frozen():
-    row = PatientScores("A", 3, 0.8, 1.0, 4, 6)
+    row = PatientScores("A", 3, 0.8, 1.0, 1.0, 4, 6)
     with pytest.raises(AttributeError):
         row.dice_3d = 0.0  # type: ignore[misc]
 

@@ -37,14 +37,15 @@ def test_volume_summary_reports_size_place_and_confidence() -> None:
     mask[1, 3:5, 4:7] = 1
     mask[2, 3, 4] = 1
     probability = np.where(mask > 0, 0.8, 0.1).astype(np.float32)
-    summary = volume_summary(v, probability, mask, keep_largest=True, seconds=1.23456)
+    summary = volume_summary(v, probability, mask, keep_largest=True, fill_holes=True, seconds=1.23456)
     assert summary["tumour_voxels"] == 7
     assert summary["tumour_ml"] == pytest.approx(7 * 0.002)
     assert summary["slices_with_tumour"] == [11, 12]
     assert summary["bbox_slice_row_column"] == [[1, 3, 4], [2, 4, 6]]
     assert summary["mean_probability_inside"] == pytest.approx(0.8)
     assert summary["seconds"] == 1.235 and summary["largest_component"] is True
-    empty = volume_summary(volume(voxel_ml=None), probability, np.zeros_like(mask), False, 0.0)
+    assert summary["holes_filled"] is True
+    empty = volume_summary(volume(voxel_ml=None), probability, np.zeros_like(mask), False, False, 0.0)
     assert empty["tumour_ml"] is None and empty["bbox_slice_row_column"] is None
     assert empty["mean_probability_inside"] is None and empty["slices_with_tumour"] == []
 

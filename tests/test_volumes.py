@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from saunet.runtime import cli
-from saunet.runtime.metrics import largest_component
+from saunet.runtime.components import fill_holes_2d, largest_component
 from saunet.runtime.preprocess import read_image
 
 CASE = "TCGA_CS_6186_20000601"
@@ -87,13 +87,21 @@ def test_slice_folder_is_a_volume_with_the_slice_paths_masks(
     assert entry["volume"]["tumour_ml"] is None and entry["volume"]["voxel_ml"] is None
     assert entry["volume"]["slices_with_tumour"] == [n for n in (1, 2, 3) if slice_masks[n - 1].any()]
 
-    code, err = run(str(case), "--out", str(tmp_path / "lcc"))
+    code, err = run(str(case), "--out", str(tmp_path / "lcc"), "--keep-holes")
     assert code == 0, err
     (entry,) = results(tmp_path / "lcc")
     got = np.stack([np.asarray(Image.open(p)) > 0 for p in entry["masks"]])
     np.testing.assert_array_equal(got, largest_component(slice_masks))
-    assert entry["volume"]["largest_component"] is True
+    assert entry["volume"]["largest_component"] is True and entry["volume"]["holes_filled"] is False
     assert Path(entry["montage"]).is_file() and "overlays" not in entry
+
+    code, err = run(str(case), "--out", str(tmp_path / "default"))
+    assert code == 0, err
+    (entry,) = results(tmp_path / "default")
+    got = np.stack([np.asarray(Image.open(p)) > 0 for p in entry["masks"]])
+    np.testing.assert_array_equal(got, fill_holes_2d(largest_component(slice_masks)))
+    assert entry["volume"]["holes_filled"] is True
+    assert json.loads((tmp_path / "default" / "results.json").read_text())["holes_filled"] is True
 
 
 def test_nifti_gives_the_slice_paths_masks_in_its_own_geometry(
@@ -254,6 +262,30 @@ def test_folder_of_case_folders_is_many_volumes_and_gaps_stay_slices(case: Path,
         (False, "TCGA_XX_0002_20000101_3.png"),
     ]
     assert f"note: {gappy}: the slices of TCGA_XX_0002_20000101 are not consecutive" in result.stderr
+
+
+def test_a_volumes_enclosed_core_is_filled_by_default_and_kept_with_keep_holes(
+    stack: np.ndarray, tmp_path: Path
+) -> None:
+    """The model's typical miss, a bright rim around a dark core, comes out whole unless asked otherwise."""
+    from saunet.runtime.inputs import Item
+    from saunet.runtime.segmenter import Prediction
+
+    write_nifti(tmp_path / "p.nii.gz", stack)
+    ring = np.zeros(stack.shape[1:3], np.float32)
+    ring[20:60, 20:60] = 0.9
+    ring[30:50, 30:50] = 0.1
+
+    def predict(pixels: np.ndarray) -> Prediction:
+        return Prediction(ring, 0.0, 0.0, 0.0)
+
+    for fill in (True, False):
+        options = cli.Options(0.5, fill_holes=fill)
+        entry = cli.segment_volume(Item(tmp_path / "p.nii.gz", "nifti"), predict, options, tmp_path / f"{fill}", set())
+        seg = seg_in_kaggle_order(entry["seg"])
+        assert seg[:, 20:60, 20:60].sum() == len(stack) * (1600 if fill else 1200)
+        assert seg.sum() == seg[:, 20:60, 20:60].sum()
+        assert entry["volume"]["holes_filled"] is fill
 
 
 def test_overlays_are_an_option_for_volumes(stack: np.ndarray, tmp_path: Path) -> None:

@@ -100,7 +100,9 @@ def format_table(scores: dict, title: str) -> str:
     lines.append("")
     lines += [
         f"{p['patient']:<28} slices {p['slices']:>3}  Dice {fmt(p['dice_3d'])}  "
-        f"largest component {fmt(p['dice_3d_lcc'])}" + (f"  fold {p['fold']}" if "fold" in p else "")
+        f"largest component {fmt(p['dice_3d_lcc'])}"
+        + (f"  holes filled {fmt(p['dice_3d_filled'])}" if "dice_3d_filled" in p else "")
+        + (f"  fold {p['fold']}" if "fold" in p else "")
         for p in scores["per_patient"]
     ]
     return "\n".join(lines)
