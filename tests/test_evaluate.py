@@ -95,3 +95,24 @@ def test_a_bundled_model_keeps_its_split_in_the_json_beside_it(tmp_path: Path) -
     run.mkdir()
     with pytest.raises(DataError, match="split.json: missing"):
         split_cases_of(run, "val")
+
+
+def test_paired_against_differs_patient_by_patient_over_the_shared_ones(tmp_path: Path) -> None:
+    from saunet.training.evaluate import paired_against, read_scores
+
+    def report(scores: dict[str, float], filled: bool = True) -> dict:
+        rows = [{"patient": p, "dice_3d": d, "dice_3d_lcc": d, **({"dice_3d_filled": d} if filled else {})}
+                for p, d in scores.items()]  # fmt: skip
+        return {"per_patient": rows}
+
+    base = report({"A": 0.5, "B": 0.8, "C": 0.9}, filled=False)  # written before hole filling
+    new = report({"A": 0.7, "B": 0.7, "D": 0.1})
+    out = paired_against(new, base)
+    assert out["patients"] == 2 and "dice_3d_filled" not in out
+    assert out["dice_3d_lcc"]["mean"] == pytest.approx(0.05)
+    assert (out["dice_3d_lcc"]["better"], out["dice_3d_lcc"]["worse"]) == (1, 1)
+    with pytest.raises(DataError, match="no patient in common"):
+        paired_against(report({"X": 1.0}), base)
+    (tmp_path / "r.json").write_text('{"dice_3d": 1}')
+    with pytest.raises(DataError, match="not a saunet-eval --json report"):
+        read_scores(tmp_path / "r.json")

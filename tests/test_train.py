@@ -450,3 +450,16 @@ def test_fold_runs_give_out_of_fold_scores_and_an_ensemble_on_the_test_patients(
     assert ensemble.returncode == 0, ensemble.stderr
     scores = json.loads((tmp_path / "ens.json").read_text())
     assert [p["patient"] for p in scores["per_patient"]] == splits[0]["test"] and scores["tta"] is True
+
+    folds = [a for run in runs for a in ("--model", str(run))]
+    again = saunet(
+        "eval", "--data", str(dataset), *folds, "--split", "val", "--against", str(tmp_path / "oof.json"),
+        "--json", str(tmp_path / "again.json"),
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    against = json.loads((tmp_path / "again.json").read_text())["against"]
+    assert against["patients"] == len(splits[0]["val"] + splits[1]["val"])
+    assert against["dice_3d_lcc"]["mean"] == 0.0 and against["dice_3d_lcc"]["better"] == 0
+    assert "paired over" in again.stdout
+    apart = saunet("eval", "--data", str(dataset), *folds, "--split", "val", "--against", str(tmp_path / "ens.json"))
+    assert apart.returncode == 1 and apart.stderr.strip() == "error: the two reports have no patient in common"

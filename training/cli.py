@@ -285,6 +285,13 @@ def train(
 @click.option("--tta", is_flag=True, help="also predict the left-right mirrored scans and average")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="also write the scores here")
 @click.option(
+    "--against",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="another saunet-eval --json report: the per-patient difference, paired over the shared "
+    "patients, with its 95% bootstrap interval (e.g. a training change's cross-validation against the baseline's)",
+)
+@click.option(
     "--threshold",
     type=FiniteFloatRange(0, 1),
     default=None,
@@ -292,7 +299,7 @@ def train(
 )
 @click.option("--skip-bad", is_flag=True, help="skip unreadable or unpaired files instead of stopping")
 @click.option("--verbose", is_flag=True, help="show TensorFlow's own start-up and device messages")
-def evaluate(data, models, split, checkpoint, tta, json_out, threshold, skip_bad, verbose) -> None:
+def evaluate(data, models, split, checkpoint, tta, json_out, against, threshold, skip_bad, verbose) -> None:
     """Score a model, an ensemble or a cross-validation on patients: per-patient 3D Dice and the other metrics.
 
     Several fold runs with --split val give the out-of-fold table: each patient scored by the fold
@@ -305,6 +312,7 @@ def evaluate(data, models, split, checkpoint, tta, json_out, threshold, skip_bad
 
     models = list(models)
     try:
+        other = ev.read_scores(against) if against else None
         folds = len(models) > 1 and split == "val" and all(ev.is_fold_run(m) for m in models)
         checkpoint = checkpoint or ("last" if all(ev.is_fold_run(m) for m in models) else "best")
         if folds:
@@ -316,6 +324,7 @@ def evaluate(data, models, split, checkpoint, tta, json_out, threshold, skip_bad
             volumes = ev.load_split(data, names, skip_bad)
             scores = ev.score(volumes, predict, spec.threshold if threshold is None else threshold)
             what = f"{len(models)}-model ensemble" if len(models) > 1 else str(models[0])
+        paired = ev.paired_against(scores, other) if other else None
     except FAILURES as error:
         fail(str(error))
     cases = len(scores["per_patient"])
@@ -332,6 +341,9 @@ def evaluate(data, models, split, checkpoint, tta, json_out, threshold, skip_bad
         f"threshold {scores['threshold']}"
     )
     click.echo(ev.format_table(scores, title))
+    if paired:
+        scores["against"] = {"report": str(against), **paired}
+        click.echo(ev.format_against(paired, str(against)))
     if json_out:
         write_text(json_out, json.dumps(scores, indent=2) + "\n")
         click.echo(f"scores written to {json_out}")

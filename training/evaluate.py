@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from saunet.runtime.ensemble import Predictor, averaged, mirrored
-from saunet.runtime.metrics import METRIC_NAMES, score_patients, summary_rows
+from saunet.runtime.metrics import METRIC_NAMES, paired_difference, score_patients, summary_rows
 from saunet.runtime.preprocess import Preprocessing, model_pixels, resize_probability
 from saunet.runtime.spec import ModelSpec
 from saunet.training.dataset import BadFiles, DataError, Volume, find_cases, load_cases
@@ -209,6 +209,51 @@ def out_of_fold(data: Path, runs: list[Path], checkpoint: str, tta: bool, skip_b
     return {**scores, "folds": sorted(folds), "of_folds": splits[0]["folds"]}
 
 
+#: The per-patient figures two reports are compared on, with their names in print.
+PAIRED = {"dice_3d": "Dice", "dice_3d_lcc": "largest component", "dice_3d_filled": "largest component, holes filled"}
+
+
+def read_scores(path: Path) -> dict:
+    """Another saunet-eval --json report (its per-patient rows), for --against."""
+    report = read_json(path)
+    rows = report.get("per_patient") if isinstance(report, dict) else None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and "patient" in r for r in rows):
+        raise DataError(f"{path}: not a saunet-eval --json report (no per-patient rows)")
+    return report
+
+
+def paired_against(scores: dict, other: dict) -> dict:
+    """This report minus another over their shared patients: each of PAIRED's figures both hold, paired.
+
+    A change (a training recipe, an ensemble) is judged by its per-patient differences on the same
+    patients, which vary far less than the patients do: nnU-Net-style cross-validation
+    comparisons in a form a decision rule can name.
+    """
+    theirs = {row["patient"]: row for row in other["per_patient"]}
+    shared = [row for row in scores["per_patient"] if row["patient"] in theirs]
+    if not shared:
+        raise DataError("the two reports have no patient in common")
+    out: dict = {"patients": len(shared)}
+    for key in PAIRED:
+        if all(key in row and key in theirs[row["patient"]] for row in shared):
+            out[key] = paired_difference([row[key] for row in shared], [theirs[row["patient"]][key] for row in shared])
+    return out
+
+
+def format_against(against: dict, name: str) -> str:
+    """The paired differences as lines: mean, 95% interval, patients better and worse."""
+    lines = [f"this minus {name}, paired over {against['patients']} shared patient(s):"]
+    for key, label in PAIRED.items():
+        if key in against:
+            d = against[key]
+            low, high = d["interval"]
+            lines.append(
+                f"  {label}: {d['mean']:+.4f} (95% bootstrap {low:+.4f} to {high:+.4f}), "
+                f"better {d['better']}, worse {d['worse']}"
+            )
+    return "\n".join(lines)
+
+
 def predict_with(predict: Predictor, tta: bool) -> Predictor:
     return mirrored(predict) if tta else predict
 
@@ -238,6 +283,7 @@ __all__ = [
     "METRIC_NAMES",
     "ensemble_predictor",
     "fold_splits",
+    "format_against",
     "format_table",
     "keras_predictor",
     "load_keras_model",
@@ -245,7 +291,9 @@ __all__ = [
     "model_spec_of",
     "model_split",
     "out_of_fold",
+    "paired_against",
     "predict_volumes",
+    "read_scores",
     "score",
     "shared_split",
     "summary_rows",
