@@ -334,29 +334,20 @@ def qemu_version() -> str:
     return run_tool([QEMU, "--version"], f"{QEMU} --version").stdout.splitlines()[0].strip()
 
 
-def run_x86(model: Path, images: list[Path], out: Path) -> dict:
-    """saunet-run here, with this venv's interpreter and one thread; its results.json."""
-    run_tool(
-        [
-            sys.executable,
-            "-m",
-            "saunet.runtime",
-            *map(str, images),
-            "--model",
-            str(model),
-            "--out",
-            str(out),
-            "--threads",
-            "1",
-        ],
-        "saunet-run on x86-64",
-        cwd=out.parent,
-    )
+def saunet_run(python: list[str], model: Path, images: list[Path], out: Path, what: str, **kwargs) -> dict:
+    """saunet-run on the images with one thread, started by `python` (an interpreter command); its results.json."""
+    command = [*python, "-m", "saunet.runtime", *map(str, images), "--model", str(model), "--out", str(out)]
+    run_tool([*command, "--threads", "1"], what, cwd=out.parent, **kwargs)
     return json.loads((out / "results.json").read_text())
 
 
+def run_x86(model: Path, images: list[Path], out: Path) -> dict:
+    """saunet-run here, with this venv's interpreter."""
+    return saunet_run([sys.executable], model, images, out, "saunet-run on x86-64")
+
+
 def run_aarch64(root: Path, site: Path, shim: Path, cpu: str, model: Path, images: list[Path], out: Path) -> dict:
-    """saunet-run under qemu-aarch64-static with the root's python3.11; its results.json.
+    """saunet-run under qemu-aarch64-static with the root's python3.11.
 
     A clean environment: no user site-packages (they would be this machine's x86 ones), no
     bytecode written into the linked runtime folder, and a scratch working directory so that
@@ -370,30 +361,8 @@ def run_aarch64(root: Path, site: Path, shim: Path, cpu: str, model: Path, image
         "PYTHONNOUSERSITE": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
     }
-    run_tool(
-        [
-            QEMU,
-            "-cpu",
-            cpu,
-            "-L",
-            str(root),
-            str(root / "usr" / "bin" / "python3.11"),
-            "-m",
-            "saunet.runtime",
-            *map(str, images),
-            "--model",
-            str(model),
-            "--out",
-            str(out),
-            "--threads",
-            "1",
-        ],
-        f"saunet-run under {QEMU}",
-        timeout=3600,
-        env=env,
-        cwd=out.parent,
-    )
-    return json.loads((out / "results.json").read_text())
+    python = [QEMU, "-cpu", cpu, "-L", str(root), str(root / "usr" / "bin" / "python3.11")]
+    return saunet_run(python, model, images, out, f"saunet-run under {QEMU}", timeout=3600, env=env)
 
 
 def read_mask(path: str | Path) -> np.ndarray:
