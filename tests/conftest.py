@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -94,8 +95,6 @@ def real_slices() -> Path:
 
 def run_python(code: str, env: dict | None = None, timeout: int = 300):
     """Runs Python code in a fresh interpreter (for isolation of TensorFlow state)."""
-    import subprocess
-
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=full_env, timeout=timeout)
 
@@ -105,3 +104,15 @@ def run_with_keras_models(code: str, **models: Path):
     variable of that name, and `np` and `keras` at hand: the test states only what it checks of the models."""
     loads = "".join(f"{name} = load({str(path)!r})\n" for name, path in models.items())
     return run_python(LOAD_KERAS_MODELS + loads + textwrap.dedent(code))
+
+
+#: saunet-train's smallest real settings, which the tests that need a trained run use.
+TINY_TRAINING = ("--input-size", "32", "--batch-size", "8", "--split", "0.6/0.2/0.2")
+
+
+def train_tiny(data: Path, out: Path, *extra: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    """A one-epoch saunet-train run of TINY_TRAINING on `data` into `out`, with `extra` options."""
+    command = ["train", "--data", str(data), "--out", str(out), "--epochs", "1", *TINY_TRAINING, *extra]
+    return subprocess.run(
+        [sys.executable, "-m", "saunet.training", *command], capture_output=True, text=True, timeout=timeout
+    )

@@ -14,7 +14,7 @@ import pytest
 from saunet.quantize.formats import LITERT
 from saunet.runtime.metrics import bootstrap_interval
 
-from conftest import write_dataset
+from conftest import train_tiny, write_dataset
 
 pytestmark = pytest.mark.slow
 
@@ -30,22 +30,7 @@ def quick_report(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path, P
     folder = tmp_path_factory.mktemp("bench")
     dataset = write_dataset(folder / "data")
     run = folder / "run"
-    trained = saunet(
-        "saunet.training",
-        "train",
-        "--data",
-        str(dataset),
-        "--out",
-        str(run),
-        "--epochs",
-        "1",
-        "--input-size",
-        "32",
-        "--batch-size",
-        "8",
-        "--split",
-        "0.6/0.2/0.2",
-    )
+    trained = train_tiny(dataset, run)
     assert trained.returncode == 0, trained.stderr
     result = saunet(
         "saunet.benchmarks.bench",

@@ -9,9 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import run_python
+from conftest import TINY_TRAINING, run_python
 
-TINY = ["--input-size", "32", "--batch-size", "8", "--split", "0.6/0.2/0.2", "--epochs", "1"]
+TINY = [*TINY_TRAINING, "--epochs", "1"]
 
 
 def test_mirrored_over_two_logical_cpus(dataset: Path, tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from saunet.runtime.metadata import read_metadata
 
-from conftest import run_python, run_with_keras_models, write_dataset
+from conftest import run_python, run_with_keras_models, train_tiny, write_dataset
 
 
 def cli(module: str, *args: str) -> subprocess.CompletedProcess:
@@ -25,22 +25,7 @@ def run(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("export")
     data = write_dataset(root / "data", cases=6, slices=8)
     folder = root / "run"
-    result = cli(
-        "saunet.training",
-        "train",
-        "--data",
-        str(data),
-        "--out",
-        str(folder),
-        "--epochs",
-        "1",
-        "--input-size",
-        "32",
-        "--batch-size",
-        "8",
-        "--split",
-        "0.6/0.2/0.2",
-    )
+    result = train_tiny(data, folder)
     assert result.returncode == 0, result.stderr
     return folder, data
 

@@ -13,9 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_with_keras_models, write_dataset
-
-TINY = ["--input-size", "32", "--batch-size", "8", "--split", "0.6/0.2/0.2"]
+from conftest import TINY_TRAINING, run_with_keras_models, write_dataset
 
 
 def saunet(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -61,7 +59,7 @@ def test_run_folder_has_every_artifact(dataset: Path, tmp_path: Path) -> None:
         "0.5",
         "--mask-targets",
         "area",
-        *TINY,
+        *TINY_TRAINING,
         "--input-size",
         "16",
     )
@@ -144,7 +142,7 @@ def test_killed_run_resumes_after_last_finished_epoch(dataset: Path, tmp_path: P
             "cosine",
             "--tumour-share",
             "0.5",
-            *TINY,
+            *TINY_TRAINING,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -179,7 +177,7 @@ def test_init_from_starts_from_a_trained_model_at_another_size_and_refuses_a_lea
     source = tmp_path / "source"
     assert (
         saunet(
-            "train", "--data", str(dataset), "--out", str(source), "--epochs", "1", *TINY, "--input-size", "16"
+            "train", "--data", str(dataset), "--out", str(source), "--epochs", "1", *TINY_TRAINING, "--input-size", "16"
         ).returncode
         == 0
     )
@@ -194,7 +192,7 @@ def test_init_from_starts_from_a_trained_model_at_another_size_and_refuses_a_lea
         "1",
         "--lr",
         "0",
-        *TINY,
+        *TINY_TRAINING,
         "--init-from",
         str(source),
     )
@@ -222,7 +220,7 @@ def test_init_from_starts_from_a_trained_model_at_another_size_and_refuses_a_lea
         str(tmp_path / "leaky"),
         "--epochs",
         "1",
-        *TINY,
+        *TINY_TRAINING,
         "--seed",
         "1",
         "--init-from",
@@ -242,7 +240,7 @@ def test_init_from_starts_from_a_trained_model_at_another_size_and_refuses_a_lea
         str(tmp_path / "foreign"),
         "--epochs",
         "1",
-        *TINY,
+        *TINY_TRAINING,
         "--preset",
         "sa-unet",
         "--init-from",
@@ -258,7 +256,7 @@ def test_init_from_starts_from_a_trained_model_at_another_size_and_refuses_a_lea
         str(tmp_path / "missing"),
         "--epochs",
         "1",
-        *TINY,
+        *TINY_TRAINING,
         "--init-from",
         str(tmp_path / "nothing.keras"),
     )
@@ -271,8 +269,8 @@ def test_init_from_starts_from_a_trained_model_at_another_size_and_refuses_a_lea
 
 def test_new_run_refuses_existing_run_folder(dataset: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    assert saunet("train", "--data", str(dataset), "--out", str(run), "--epochs", "1", *TINY).returncode == 0
-    again = saunet("train", "--data", str(dataset), "--out", str(run), "--epochs", "1", *TINY)
+    assert saunet("train", "--data", str(dataset), "--out", str(run), "--epochs", "1", *TINY_TRAINING).returncode == 0
+    again = saunet("train", "--data", str(dataset), "--out", str(run), "--epochs", "1", *TINY_TRAINING)
     assert again.returncode == 1
     assert (
         again.stderr.strip().splitlines()[-1]
@@ -319,7 +317,7 @@ def test_bad_data_is_one_line_error_naming_the_file(tmp_path: Path, setup: str, 
             victim.with_name(victim.stem + "_mask.tif").unlink()
         else:
             victim.write_bytes(b"this is not a TIFF file")
-    result = saunet("train", "--data", str(data), "--out", str(tmp_path / "run"), "--epochs", "1", *TINY)
+    result = saunet("train", "--data", str(data), "--out", str(tmp_path / "run"), "--epochs", "1", *TINY_TRAINING)
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith("error: ") and expected in lines[-1]
@@ -331,7 +329,9 @@ def test_skip_bad_goes_on_and_counts(tmp_path: Path) -> None:
     data = write_dataset(tmp_path / "d", cases=5, slices=4)
     next(data.rglob("*_2.tif")).write_bytes(b"garbage")
     next(data.rglob("*_3_mask.tif")).unlink()
-    result = saunet("train", "--data", str(data), "--out", str(tmp_path / "run"), "--epochs", "1", "--skip-bad", *TINY)
+    result = saunet(
+        "train", "--data", str(data), "--out", str(tmp_path / "run"), "--epochs", "1", "--skip-bad", *TINY_TRAINING
+    )
     assert result.returncode == 0, result.stderr
     assert "skipped 2 bad file(s)" in result.stdout
 
@@ -401,7 +401,7 @@ def test_fold_runs_give_out_of_fold_scores_and_an_ensemble_on_the_test_patients(
             str(dataset),
             "--out",
             str(run),
-            *TINY,
+            *TINY_TRAINING,
             "--epochs",
             "1",
             "--folds",
