@@ -27,6 +27,7 @@ import numpy as np
 
 from saunet.benchmarks.report import ENSEMBLE_ROW
 from saunet.quantize.formats import FORMATS, LITERT, Format
+from saunet.runtime.ensemble import ENSEMBLE_FILE, BundledEnsemble
 from saunet.runtime.interpreter import EDGETPU_LIBRARY
 
 
@@ -41,6 +42,7 @@ class Row:
         delegate: a TFLite delegate ("edgetpu" or a library path), or "gpu" for Keras.
         floor: the floor (saunet.benchmarks.floor variant, e.g. "litert int8") its latency is read against.
         calls: model calls a slice (2 with --tta, one a member for an ensemble), for the GOP/s column and the floor (one floor a call).
+        threshold: the probability threshold its Dice is scored at, if not the run's (a bundled ensemble's).
         skipped: why the row is not measured (None: it is).
         results: per thread count, what the measuring process returned.
         error: why the measurement failed, when it did.
@@ -52,6 +54,7 @@ class Row:
     delegate: str | None = None
     floor: str | None = None
     calls: int = 1
+    threshold: float | None = None
     skipped: str | None = None
     results: dict[int, dict] = field(default_factory=dict)
     error: str | None = None
@@ -139,12 +142,19 @@ def floor_of(fmt: Format) -> str:
 
 
 def make_rows(
-    run: Path, static, paths: dict[str, Path], delegate: str | None, inputs, ensemble: tuple[Path, ...] = ()
+    run: Path,
+    static,
+    paths: dict[str, Path],
+    delegate: str | None,
+    inputs,
+    ensemble: tuple[Path, ...] = (),
+    ensemble_threshold: float | None = None,
 ) -> list[Row]:
     """The table's rows, in order, with those that cannot run here marked skipped and why.
 
     `ensemble`: int8 models averaged as saunet-run averages several --model files (each of the
-    run's architecture, so the floor of one call applies to each), with and without --tta.
+    run's architecture, so the floor of one call applies to each), with and without --tta, at
+    `ensemble_threshold` if given.
     """
     import tensorflow as tf
 
@@ -163,8 +173,10 @@ def make_rows(
     if ensemble:
         count = len(ensemble)
         rows += [
-            Row(f"{ENSEMBLE_ROW} of {count}", "tflite", ensemble, floor="litert int8", calls=count),
-            Row(f"{ENSEMBLE_ROW} of {count} --tta", "tflite-tta", ensemble, floor="litert int8", calls=2 * count),
+            Row(f"{ENSEMBLE_ROW} of {count}", "tflite", ensemble, "litert int8", count, ensemble_threshold),
+            Row(
+                f"{ENSEMBLE_ROW} of {count} --tta", "tflite-tta", ensemble, "litert int8", 2 * count, ensemble_threshold
+            ),
         ]
     float_onnx = run / "export" / f"saunet{next(f for f in FORMATS if f.name == 'onnx-float32').suffix}"
     for fmt in (f for f in FORMATS if f.engine == "onnxruntime"):
@@ -201,8 +213,13 @@ def make_rows(
     return rows
 
 
-def ensemble_files(given: tuple[Path, ...]) -> tuple[Path, ...]:
-    """The ensemble's .tflite files: each given file, and every .tflite in each given folder (sorted)."""
+def ensemble_of(given: tuple[Path, ...]) -> tuple[tuple[Path, ...], float | None]:
+    """The ensemble's .tflite files and threshold: a bundled ensemble's folder as its ensemble.json
+    describes it; otherwise each given file and every .tflite in each given folder (sorted), at the
+    run's threshold (None)."""
+    if len(given) == 1 and (given[0] / ENSEMBLE_FILE).is_file():
+        described = BundledEnsemble.read(given[0] / ENSEMBLE_FILE)
+        return described.models, described.threshold
     files: list[Path] = []
     for path in given:
         if path.is_dir():
@@ -214,7 +231,7 @@ def ensemble_files(given: tuple[Path, ...]) -> tuple[Path, ...]:
             files.append(path)
         else:
             raise ValueError(f"{path}: --ensemble model not found")
-    return tuple(files)
+    return tuple(files), None
 
 
 def edgetpu_present() -> bool:
@@ -241,6 +258,7 @@ def measure(
         "slices": str(slices),
         "spec": spec,
         "masks_out": str(masks_out) if masks_out else None,
+        "threshold": row.threshold,
     }
     return run_job(job, scratch)
 
@@ -296,7 +314,7 @@ def bench(
     static = without_dropblock(model, model_spec_of(run), batch_size=1)
     calibration = 16 if settings.patients is not None else 200
     rows = make_rows(
-        run, static, paths, delegate, lambda: calibration_inputs(run, data, spec, calibration), ensemble_files(ensemble)
+        run, static, paths, delegate, lambda: calibration_inputs(run, data, spec, calibration), *ensemble_of(ensemble)
     )
     gop = count_ops(static)
     threads = thread_counts()

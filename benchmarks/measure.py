@@ -143,7 +143,7 @@ def run(job: dict) -> dict:
         masks = np.load(slices / "masks.npy", mmap_mode="r")
         cases = np.load(slices / "cases.npy")
         result["scores"], result["slices_per_s"] = accuracy(
-            engine, images, masks, cases, spec.threshold, Path(job["masks_out"])
+            engine, images, masks, cases, job.get("threshold") or spec.threshold, Path(job["masks_out"])
         )
     return result
 

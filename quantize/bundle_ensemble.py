@@ -1,13 +1,14 @@
 """Puts a cross-validation's fold models into the package as saunet-run's default ensemble.
 
-    python -m saunet.quantize.bundle_ensemble runs/CV/fold0 runs/CV/fold1 ... [--tta]
+    python -m saunet.quantize.bundle_ensemble runs/CV/fold0 runs/CV/fold1 ... [--tta] [--threshold T]
 
 Each fold's int8 export is picked from its parity reports (saunet-export on the fold's final
 model, scored on the fold's own validation patients) by the single model's rule
 (saunet.quantize.choice), so every member has passed the parity gate. Writes
 runtime/models/ensemble/fold<I>_int8.tflite, byte for byte, and ensemble.json: the members
 (fold, run, format, why chosen), the cross-validation's test patients, on which no member
-trained, and whether the mirrored scan is averaged too (`--tta`). The new folder is written
+trained, whether the mirrored scan is averaged too (`--tta`) and the threshold of the averaged
+probabilities if the cross-validation decided one other than the members' own. The new folder is written
 beside the old one and swapped in by renames, so a failure leaves the bundle as it was.
 """
 
@@ -24,6 +25,7 @@ from saunet.quantize.choice import pick_int8, read_reports
 from saunet.runtime.ensemble import ENSEMBLE_FILE, BundledEnsemble
 from saunet.runtime.metadata import ModelError, read_metadata
 from saunet.runtime.models import BUNDLED_ENSEMBLE
+from saunet.runtime.options import FiniteFloatRange
 
 
 def members(runs: list[Path]) -> tuple[list[dict], list[str]]:
@@ -64,7 +66,7 @@ def members(runs: list[Path]) -> tuple[list[dict], list[str]]:
     return chosen, splits[0]["test"]
 
 
-def bundle_ensemble(runs: list[Path], tta: bool, dest: Path) -> Path:
+def bundle_ensemble(runs: list[Path], tta: bool, dest: Path, threshold: float | None = None) -> Path:
     """Writes the ensemble folder `dest` (see the module's docstring) and returns its description file."""
     chosen, test_patients = members(runs)
     partial, old = dest.with_name(dest.name + ".partial"), dest.with_name(dest.name + ".old")
@@ -76,6 +78,7 @@ def bundle_ensemble(runs: list[Path], tta: bool, dest: Path) -> Path:
     description = {
         "models": [m["file"] for m in chosen],
         "tta": tta,
+        **({"threshold": threshold} if threshold is not None else {}),
         "members": chosen,
         "test_patients": test_patients,
     }
@@ -93,15 +96,21 @@ def bundle_ensemble(runs: list[Path], tta: bool, dest: Path) -> Path:
 @click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--tta/--no-tta", default=False, help="saunet-run also averages the mirrored scan by default")
 @click.option(
+    "--threshold",
+    type=FiniteFloatRange(0, 1, min_open=True, max_open=True),
+    default=None,
+    help="saunet-run's threshold for the averaged probabilities [default: the members' own]",
+)
+@click.option(
     "--dest", type=click.Path(path_type=Path), default=BUNDLED_ENSEMBLE.parent, help="the bundled ensemble's folder"
 )
-def main(runs: tuple[Path, ...], tta: bool, dest: Path) -> None:
+def main(runs: tuple[Path, ...], tta: bool, threshold: float | None, dest: Path) -> None:
     """Bundle every fold run of one cross-validation (RUNS) as saunet-run's default ensemble."""
     import saunet.quantize  # noqa: F401  (Keras 2 before TensorFlow)
     from saunet.training.dataset import DataError
 
     try:
-        written = bundle_ensemble(list(runs), tta, dest)
+        written = bundle_ensemble(list(runs), tta, dest, threshold)
     except (DataError, ModelError, ValueError, OSError) as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(1)

@@ -197,19 +197,22 @@ def channel_order(names: str | None, model_channels: tuple[str, ...]) -> tuple[i
     return tuple(given.index(n) for n in wanted)
 
 
-def chosen_models(models: tuple[Path, ...], fast: bool, tta: bool | None) -> tuple[tuple[Path, ...], bool]:
-    """The model files to average and whether to mirror: the user's, else the bundled ensemble, else the single model."""
+def chosen_models(
+    models: tuple[Path, ...], fast: bool, tta: bool | None
+) -> tuple[tuple[Path, ...], bool, float | None]:
+    """The model files to average, whether to mirror, and the threshold if not the models' own: the
+    user's models, else the bundled ensemble (as its description says), else the single model."""
     if models:
-        return models, bool(tta)
+        return models, bool(tta), None
     if not fast and BUNDLED_ENSEMBLE.is_file():
         ensemble = BundledEnsemble.read(BUNDLED_ENSEMBLE)
-        return ensemble.models, ensemble.tta if tta is None else tta
+        return ensemble.models, ensemble.tta if tta is None else tta, ensemble.threshold
     if not BUNDLED_MODEL.is_file():
         raise ModelError(
             BUNDLED_MODEL,
             "no model is bundled with this install; pass --model FILE.tflite (export one with saunet-export)",
         )
-    return (BUNDLED_MODEL,), bool(tta)
+    return (BUNDLED_MODEL,), bool(tta), None
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -248,7 +251,7 @@ def chosen_models(models: tuple[Path, ...], fast: bool, tta: bool | None) -> tup
     type=click.FloatRange(0, 1),
     default=None,
     callback=check_threshold,
-    help="tumour probability threshold [default: the model's, from its metadata]",
+    help="tumour probability threshold [default: the bundled ensemble's, else the model's, from its metadata]",
 )
 @click.option(
     "--largest-component/--all-components",
@@ -298,7 +301,7 @@ def main(
         click.echo("error: --fast picks the bundled single model; it does not go with --model", err=True)
         sys.exit(2)
     try:
-        models, tta = chosen_models(models, fast, tta)
+        models, tta, chosen_threshold = chosen_models(models, fast, tta)
     except ModelError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(2)
@@ -309,8 +312,10 @@ def main(
         click.echo(f"error: {error}", err=True)
         sys.exit(1)
     segmenter = segmenters[0]
+    if threshold is None:
+        threshold = segmenter.spec.threshold if chosen_threshold is None else chosen_threshold
     options = Options(
-        segmenter.spec.threshold if threshold is None else threshold,
+        threshold,
         largest_component,
         fill_holes,
         overlays,

@@ -30,11 +30,14 @@ class BundledEnsemble:
         models: the member files, beside the description.
         tta: whether the mirrored scan is averaged too unless the user says otherwise.
         test_patients: the patients none of the members trained on (the model card's test set).
+        threshold: the probability threshold of the averaged probabilities, when the
+            cross-validation decided one other than the members' own (None: theirs).
     """
 
     models: tuple[Path, ...]
     tta: bool
     test_patients: tuple[str, ...]
+    threshold: float | None = None
 
     @classmethod
     def read(cls, path: Path) -> BundledEnsemble:
@@ -43,14 +46,17 @@ class BundledEnsemble:
             values = json.loads(path.read_text())
             models = tuple(path.parent / name for name in values["models"])
             tta, test = values["tta"], tuple(values.get("test_patients", ()))
+            threshold = values.get("threshold")
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise ModelError(path, f"is not an ensemble description ({type(error).__name__}: {error})") from None
         if not models or not isinstance(tta, bool):
             raise ModelError(path, "names no models, or its tta is not true/false")
+        if threshold is not None and not (isinstance(threshold, (int, float)) and 0 < threshold < 1):
+            raise ModelError(path, f"threshold {threshold!r} is not a number between 0 and 1")
         missing = [m.name for m in models if not m.is_file()]
         if missing:
             raise ModelError(path, f"names models that are not beside it: {', '.join(missing)}")
-        return cls(models, tta, test)
+        return cls(models, tta, test, None if threshold is None else float(threshold))
 
 
 def mirrored(predict: Predictor) -> Predictor:

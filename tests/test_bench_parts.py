@@ -96,7 +96,7 @@ def test_floor_ratio_is_latency_over_the_rows_own_floor() -> None:
 
 
 def test_ensemble_engine_times_every_call_and_averages_like_saunet_run(real_slices: Path, tmp_path: Path) -> None:
-    from saunet.benchmarks.bench import ensemble_files
+    from saunet.benchmarks.bench import ensemble_of
     from saunet.benchmarks.engines import MirroredTFLiteEngine, TFLiteEngine
     from saunet.runtime.ensemble import combined
     from saunet.runtime.models import BUNDLED_MODEL
@@ -107,10 +107,13 @@ def test_ensemble_engine_times_every_call_and_averages_like_saunet_run(real_slic
     folder.mkdir()
     for name in ("a.tflite", "b.tflite", "c.tflite"):
         (folder / name).write_bytes(BUNDLED_MODEL.read_bytes())
-    files = ensemble_files((folder,))
-    assert [f.name for f in files] == ["a.tflite", "b.tflite", "c.tflite"]
+    files, threshold = ensemble_of((folder,))
+    assert [f.name for f in files] == ["a.tflite", "b.tflite", "c.tflite"] and threshold is None
     with pytest.raises(ValueError, match="not found"):
-        ensemble_files((tmp_path / "absent.tflite",))
+        ensemble_of((tmp_path / "absent.tflite",))
+    (folder / "ensemble.json").write_text('{"models": ["c.tflite", "a.tflite"], "tta": false, "threshold": 0.4}')
+    described = ensemble_of((folder,))
+    assert ([f.name for f in described[0]], described[1]) == (["c.tflite", "a.tflite"], 0.4)
     scan = read_image(sorted(real_slices.glob("*_16.png"))[0])
     spec = Preprocessing()
     plain, mirrored = TFLiteEngine(files, 1, None, spec), MirroredTFLiteEngine(files, 1, None, spec)

@@ -34,7 +34,8 @@ def test_every_fold_is_bundled_with_its_description_and_test_patients(tmp_path: 
     written = bundle_ensemble(runs, tta=True, dest=dest)
     ensemble = BundledEnsemble.read(written)
     assert [m.name for m in ensemble.models] == ["fold0_int8.tflite", "fold1_int8.tflite"]
-    assert ensemble.tta is True and ensemble.test_patients == ("T1", "T2")
+    assert ensemble.tta is True and ensemble.test_patients == ("T1", "T2") and ensemble.threshold is None
+    assert BundledEnsemble.read(bundle_ensemble(runs, tta=False, dest=dest, threshold=0.4)).threshold == 0.4
     assert all(m.read_bytes() == BUNDLED_MODEL.read_bytes() for m in ensemble.models)
     members = json.loads(written.read_text())["members"]
     assert [m["run"] for m in members] == ["cv/fold0", "cv/fold1"] and all("agreement" in m["chosen"] for m in members)

@@ -94,7 +94,7 @@ def test_saunet_run_takes_several_models_and_tta(real_slices, tmp_path) -> None:
     assert mirrored["tta"] is True and len(mirrored["results"]) == len(one["results"])
 
 
-def write_ensemble(folder: Path, tta: bool, members: int = 2) -> Path:
+def write_ensemble(folder: Path, tta: bool, members: int = 2, threshold: float | None = None) -> Path:
     """A bundled-ensemble folder of `members` copies of the bundled int8 model."""
     import json
     import shutil
@@ -106,7 +106,8 @@ def write_ensemble(folder: Path, tta: bool, members: int = 2) -> Path:
     for name in names:
         shutil.copyfile(BUNDLED_MODEL, folder / name)
     description = folder / "ensemble.json"
-    description.write_text(json.dumps({"models": names, "tta": tta, "test_patients": ["A"]}))
+    values = {"models": names, "tta": tta, "test_patients": ["A"]}
+    description.write_text(json.dumps({**values, **({"threshold": threshold} if threshold else {})}))
     return description
 
 
@@ -119,7 +120,7 @@ def test_saunet_run_defaults_to_the_bundled_ensemble_and_fast_to_the_single_mode
 
     from saunet.runtime import cli
 
-    description = write_ensemble(tmp_path / "ensemble", tta=True)
+    description = write_ensemble(tmp_path / "ensemble", tta=True, threshold=0.4)
     monkeypatch.setattr(cli, "BUNDLED_ENSEMBLE", description)
 
     def run(*args: str) -> dict:
@@ -131,9 +132,11 @@ def test_saunet_run_defaults_to_the_bundled_ensemble_and_fast_to_the_single_mode
     default = run()
     assert default["model"] == [str(description.parent / f"fold{i}_int8.tflite") for i in range(2)]
     assert default["tta"] is True, "the description's tta is the default"
-    assert run("--no-tta")["tta"] is False
+    assert default["threshold"] == 0.4, "the description's threshold is the default"
+    assert run("--no-tta")["tta"] is False and run("--threshold", "0.6")["threshold"] == 0.6
     fast = run("--fast")
     assert fast["model"] == str(cli.BUNDLED_MODEL) and fast["tta"] is False
+    assert fast["threshold"] == 0.5, "the single model keeps its own threshold"
     result = CliRunner().invoke(cli.main, [str(real_slices), "--fast", "--model", str(cli.BUNDLED_MODEL)])
     assert result.exit_code == 2 and "--fast" in result.output
 
@@ -149,6 +152,9 @@ def test_a_broken_ensemble_description_is_one_line_naming_it(tmp_path: Path) -> 
         BundledEnsemble.read(description)
     description.write_text('{"models": [], "tta": false}')
     with pytest.raises(ModelError, match="names no models"):
+        BundledEnsemble.read(description)
+    description.write_text('{"models": ["fold0_int8.tflite"], "tta": false, "threshold": 1.5}')
+    with pytest.raises(ModelError, match="threshold 1.5 is not a number between 0 and 1"):
         BundledEnsemble.read(description)
     description.write_text("{not json")
     with pytest.raises(ModelError, match=str(description)):
