@@ -173,10 +173,11 @@ def make_rows(
     if ensemble:
         count = len(ensemble)
         rows += [
-            Row(f"{ENSEMBLE_ROW} of {count}", "tflite", ensemble, "litert int8", count, ensemble_threshold),
-            Row(
-                f"{ENSEMBLE_ROW} of {count} --tta", "tflite-tta", ensemble, "litert int8", 2 * count, ensemble_threshold
-            ),
+            Row(name, kind, ensemble, floor="litert int8", calls=calls, threshold=ensemble_threshold)
+            for name, kind, calls in (
+                (f"{ENSEMBLE_ROW} of {count}", "tflite", count),
+                (f"{ENSEMBLE_ROW} of {count} --tta", "tflite-tta", 2 * count),
+            )
         ]
     float_onnx = run / "export" / f"saunet{next(f for f in FORMATS if f.name == 'onnx-float32').suffix}"
     for fmt in (f for f in FORMATS if f.engine == "onnxruntime"):

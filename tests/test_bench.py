@@ -26,11 +26,15 @@ def saunet(module: str, *args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def quick_report(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path, Path]:
     """A 1-epoch 32x32 run, benchmarked with --quick, a delegate library that does not exist and its two
-    int8 exports as an ensemble."""
+    int8 exports as an ensemble, described as a bundled one with its own threshold."""
     folder = tmp_path_factory.mktemp("bench")
     dataset = write_dataset(folder / "data")
     run = folder / "run"
     trained = train_tiny(dataset, run)
+    (folder / "ensemble").mkdir()
+    members = [f"../run/export/{name}" for name in ("saunet_int8_ptq.tflite", "saunet_int8.tflite")]
+    description = {"models": members, "tta": False, "threshold": 0.4}
+    (folder / "ensemble" / "ensemble.json").write_text(json.dumps(description))
     assert trained.returncode == 0, trained.stderr
     result = saunet(
         "saunet.benchmarks.bench",
@@ -44,9 +48,7 @@ def quick_report(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path, P
         "--delegate",
         str(folder / "libmissing.so"),
         "--ensemble",
-        str(run / "export" / "saunet_int8_ptq.tflite"),
-        "--ensemble",
-        str(run / "export" / "saunet_int8.tflite"),
+        str(folder / "ensemble"),
     )
     return result, run, folder / "reports"
 
@@ -109,6 +111,8 @@ def test_every_cpu_row_is_measured_at_each_thread_count(quick_report) -> None:
         assert sorted(rows[name]["slice_ms"]) == sorted(str(t) for t in report["threads"]), name
     ensemble, single = rows["tflite int8 ensemble of 2 --tta"], rows["tflite int8-ptq"]
     assert ensemble["size_mb"] > single["size_mb"] and isinstance(ensemble["model"], list)
+    assert ensemble["scores"]["threshold"] == 0.4, "a bundled ensemble is scored at its description's threshold"
+    assert rows["tflite int8"]["scores"]["threshold"] == 0.5
     assert len(report["goals"]) == 6 and all(g["value"] is not None for g in report["goals"] if "ONNX" not in g["goal"])
 
 
