@@ -186,7 +186,9 @@ def ensemble_section(ensemble: dict, bench: dict, oof: dict, single_row: str) ->
         low, high = bootstrap_interval(lcc)
         whole = rows[name].get("slice_ms", {}).get(str(one), {}).get("p50")
         call = rows[name]["latency_ms"][str(one)]["p50"]
+        filled = scores.get("dice_3d_filled", {}).get("mean")
         return (
+            f"{scores['threshold']:g} | {'n/a' if filled is None else f'{filled:.3f}'} | "
             f"{scores['dice_3d_lcc']['mean']:.3f} ({low:.3f} to {high:.3f}) | {scores['dice_3d_lcc']['median']:.3f} | "
             f"{scores['dice_3d']['mean']:.3f} | {call:.1f} | {'n/a' if whole is None else f'{whole:.1f}'}"
         )
@@ -226,10 +228,12 @@ The mirrored scan changed the out-of-fold mean by {tta_change["mean"]:+.4f} (pai
 
 On the {len(bench["patients"])} test patients, int8 through the device runtime (`saunet-bench --ensemble`,
 {bench["date"]}, {bench["machine"]}); model ms: the model calls of one slice, p50 at {one} thread;
-slice ms: the whole 256x256 slice (preprocessing, every call, probabilities back to size), p50 at {one} thread:
+slice ms: the whole 256x256 slice (preprocessing, every call, probabilities back to size), p50 at {one} thread;
+saunet-run's default: the largest component kept and each slice's enclosed holes filled, at the
+configuration's threshold (the ensemble's is {ensemble.get("threshold") or "its members' own"}):
 
-| configuration | Dice, largest component: mean (95% interval) | median | Dice, all components: mean | model ms | slice ms |
-|---|---|---|---|---|---|
+| configuration | threshold | Dice, saunet-run's default: mean | Dice, largest component: mean (95% interval) | median | Dice, all components: mean | model ms | slice ms |
+|---|---|---|---|---|---|---|---|
 | single int8 model (`saunet-run --fast`) | {figures(single_row)} |
 | ensemble of {count} | {figures(plain)} |
 | ensemble of {count}, mirrored too | {figures(mirrored)} |

@@ -297,9 +297,14 @@ def test_model_card_reports_a_bundled_ensemble_beside_the_single_model(quick_rep
         ("single int8", "tflite int8-ptq"),
     ):
         lcc = rows[name]["scores"]["dice_3d_lcc"]["mean"]
+        scores = rows[name]["scores"]
         (line,) = [line for line in card.splitlines() if line.startswith(f"| {label}")]
-        assert f"| {lcc:.3f} (" in line, (label, line)
+        assert f"| {scores['threshold']:g} | {scores['dice_3d_filled']['mean']:.3f} | {lcc:.3f} (" in line, (
+            label,
+            line,
+        )
     assert "| the same, mirrored scan averaged in | 0.810 (0.750 to 0.840) | 0.850 |" in card
+    assert "(the ensemble's is its members' own)" in card
     assert "by +0.0100 (paired 95% interval\n+0.0010 to +0.0200; 5 patients better" in card
 
 
