@@ -7,7 +7,7 @@ Each non-test patient is predicted by the fold model that did not train on it (e
 model, last.keras), once as stored and once mirrored left-right. Per patient, the 3D Dice with the
 largest 6-connected component kept is scored four ways: as is, with the mirrored prediction
 averaged in (`--tta`), with each slice's enclosed holes filled after the largest component
-(saunet.runtime.components.fill_holes_2d), and both.
+(saunet.runtime.volumes.postprocess, as saunet-run does), and both.
 Each variant is compared with the plain one, paired over the same patients. Each of
 `--thresholds` (rule 5) is scored with the default post-processing (largest component, holes
 filled) and compared, paired, with that default at the models' own threshold.
@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from saunet.benchmarks.report import stamped, write_json
-from saunet.runtime.components import fill_holes_2d, largest_component
 from saunet.runtime.metrics import bootstrap_interval, dice, paired_difference
+from saunet.runtime.volumes import postprocess
 
 VARIANTS = ("plain", "tta", "holes", "tta+holes")
 
@@ -30,14 +30,16 @@ VARIANTS = ("plain", "tta", "holes", "tta+holes")
 def variant_dice(
     probability: np.ndarray, mirrored: np.ndarray, truth: np.ndarray, threshold: float, others: tuple[float, ...] = ()
 ) -> dict:
-    """Per-patient 3D Dice (largest component kept) of the four variants, and of the default at `others`."""
+    """Per-patient 3D Dice (largest component kept) of the four variants, and of the default at `others`.
+
+    Each mask is saunet-run's own post-processing (saunet.runtime.volumes.postprocess).
+    """
     scores = {}
     for name in VARIANTS:
         p = (probability + mirrored) / 2 if name.startswith("tta") else probability
-        mask = largest_component(p >= threshold)
-        scores[name] = dice(fill_holes_2d(mask) if name.endswith("holes") else mask, truth)
+        scores[name] = dice(postprocess(p, threshold, True, name.endswith("holes")), truth)
     for t in others:
-        scores[threshold_variant(t)] = dice(fill_holes_2d(largest_component(probability >= t)), truth)
+        scores[threshold_variant(t)] = dice(postprocess(probability, t, True, True), truth)
     return scores
 
 
