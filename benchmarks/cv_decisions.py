@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from saunet.benchmarks.report import stamped, write_json
-from saunet.runtime.metrics import bootstrap_interval, dice, paired_difference
+from saunet.runtime.metrics import bootstrap_interval, dice, format_difference, paired_difference
 from saunet.runtime.volumes import postprocess
 
 VARIANTS = ("plain", "tta", "holes", "tta+holes")
@@ -109,11 +109,7 @@ def main() -> None:
         )
         for base, differences in (("plain", against), ("holes", against_default)):
             if name in differences:
-                d = differences[name]
-                line += (
-                    f"; vs {base} {d['mean']:+.4f} ({d['interval'][0]:+.4f} to {d['interval'][1]:+.4f}), "
-                    f"better {d['better']}, worse {d['worse']}"
-                )
+                line += f"; vs {base} {format_difference(differences[name])}"
         print(line)
     if args.json:
         write_json(

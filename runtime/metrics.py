@@ -151,6 +151,17 @@ def paired_difference(a: Sequence[float], b: Sequence[float], level: float = 0.9
     }
 
 
+def format_difference(difference: dict) -> str:
+    """One paired_difference as printed everywhere: mean, 95% interval, patients better and worse."""
+    if difference["mean"] is None:
+        return "no shared patients"
+    low, high = difference["interval"]
+    return (
+        f"{difference['mean']:+.4f} (95% bootstrap {low:+.4f} to {high:+.4f}), "
+        f"better {difference['better']}, worse {difference['worse']}"
+    )
+
+
 def _slice_dice(pred: np.ndarray, truth: np.ndarray) -> list[float]:
     """2D Dice of each slice of (slices, H, W) stacks; callers pass only slices with tumour."""
     inter = np.count_nonzero(pred & truth, axis=(1, 2))

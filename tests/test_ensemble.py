@@ -50,6 +50,14 @@ def test_paired_difference_counts_and_bounds() -> None:
     assert paired_difference([0.5] * 5, [0.4] * 5)["interval"] == pytest.approx((0.1, 0.1))
 
 
+def test_paired_difference_prints_mean_interval_and_counts() -> None:
+    from saunet.runtime.metrics import format_difference
+
+    text = format_difference(paired_difference([0.5] * 5, [0.4] * 5))
+    assert text == "+0.1000 (95% bootstrap +0.1000 to +0.1000), better 5, worse 0"
+    assert format_difference(paired_difference([], [])) == "no shared patients"
+
+
 def test_device_ensemble_and_mirroring_average_the_models_probabilities(real_slices) -> None:
     from saunet.runtime.ensemble import combined
     from saunet.runtime.models import BUNDLED_MODEL

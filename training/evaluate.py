@@ -8,7 +8,13 @@ from pathlib import Path
 import numpy as np
 
 from saunet.runtime.ensemble import Predictor, averaged, mirrored
-from saunet.runtime.metrics import METRIC_NAMES, paired_difference, score_patients, summary_rows
+from saunet.runtime.metrics import (
+    METRIC_NAMES,
+    format_difference,
+    paired_difference,
+    score_patients,
+    summary_rows,
+)
 from saunet.runtime.preprocess import Preprocessing, model_pixels, resize_probability
 from saunet.runtime.spec import ModelSpec
 from saunet.training.dataset import BadFiles, DataError, Volume, find_cases, load_cases
@@ -245,12 +251,7 @@ def format_against(against: dict, name: str) -> str:
     lines = [f"this minus {name}, paired over {against['patients']} shared patient(s):"]
     for key, label in PAIRED.items():
         if key in against:
-            d = against[key]
-            low, high = d["interval"]
-            lines.append(
-                f"  {label}: {d['mean']:+.4f} (95% bootstrap {low:+.4f} to {high:+.4f}), "
-                f"better {d['better']}, worse {d['worse']}"
-            )
+            lines.append(f"  {label}: {format_difference(against[key])}")
     return "\n".join(lines)
 
 
