@@ -24,6 +24,7 @@ from pathlib import Path
 import click
 
 from saunet.benchmarks.card_tables import tables
+from saunet.benchmarks.cv_decisions import threshold_variant
 from saunet.benchmarks.report import ENSEMBLE_ROW, REFERENCE_ROW
 from saunet.quantize.choice import pick_int8
 from saunet.quantize.formats import FORMATS
@@ -32,6 +33,7 @@ from saunet.runtime.files import write_text
 from saunet.runtime.metadata import ModelError, read_metadata
 from saunet.runtime.metrics import bootstrap_interval, summary_rows
 from saunet.runtime.preprocess import Preprocessing
+from saunet.training.cli import training_command
 
 MODELS = Path(__file__).resolve().parents[1] / "runtime" / "models"
 INT8_FORMATS = tuple(f.name for f in FORMATS if f.integer_io)
@@ -57,30 +59,6 @@ def goal_reading(low: float, high: float) -> str:
 
 class CardError(ValueError):
     """A missing or unusable input of the card (one line)."""
-
-
-def training_command(config: dict) -> str:
-    """The saunet-train command that makes this config: --data, --out and every non-default option."""
-    from saunet.training.cli import train
-
-    augmentation = config.get("augmentation")
-    values = {
-        **config,
-        **(augmentation or {}),
-        "no_augment": augmentation is None,
-        "split_text": "/".join(f"{x:g}" for x in config["split"]),
-    }
-    parts = ["saunet-train --data data/kaggle_3m", f"--out runs/{Path(config['out']).name}"]
-    for param in train.params:
-        if param.name in ("data", "out", "resume") or param.name not in values:
-            continue
-        value = values[param.name]
-        if param.is_flag:
-            if bool(value) != (param.default is True):  # an unset flag (click: a sentinel) is off
-                parts.append(param.opts[0] if value or not param.secondary_opts else param.secondary_opts[0])
-        elif value != param.default or param.name == "seed":  # the seed is written down even at its default
-            parts.append(f"{param.opts[0]} {value:g}" if isinstance(value, float) else f"{param.opts[0]} {value}")
-    return " \\\n        ".join(" ".join(parts[i : i + 5]) for i in range(0, len(parts), 5))
 
 
 def read_json(path: Path) -> dict:
@@ -159,6 +137,15 @@ def ensemble_files_table(ensemble: dict, folder: Path) -> str:
     )
 
 
+def default_variant(ensemble: dict) -> str | None:
+    """The cv_decisions variant that scores what saunet-run does with this ensemble by default
+    (largest component, holes filled, its threshold), or None if that report has no such variant."""
+    threshold = ensemble.get("threshold")
+    if ensemble["tta"]:
+        return None if threshold else "tta+holes"
+    return threshold_variant(threshold) if threshold else "holes"
+
+
 def ensemble_section(ensemble: dict, bench: dict, oof: dict, single_row: str) -> str:
     """The bundled ensemble: its members, the out-of-fold figures, and the test figures against the single model.
 
@@ -193,21 +180,30 @@ def ensemble_section(ensemble: dict, bench: dict, oof: dict, single_row: str) ->
             f"{scores['dice_3d']['mean']:.3f} | {call:.1f} | {'n/a' if whole is None else f'{whole:.1f}'}"
         )
 
+    variants = [("plain", "each patient by its fold's model"), ("tta", "the same, mirrored scan averaged in")]
+    default = default_variant(ensemble)
+    if default in oof["summary"]:
+        steps = ["mirrored scan averaged in"] * ensemble["tta"] + ["holes filled"]
+        threshold = ensemble.get("threshold")
+        steps.append(f"threshold {threshold:g}" if threshold else "the members' threshold")
+        variants.append((default, f"saunet-run's default ({', '.join(steps)})"))
     oof_rows = "\n".join(
         f"| {label} | {oof['summary'][key]['mean']:.3f} ({oof['summary'][key]['interval'][0]:.3f} to "
         f"{oof['summary'][key]['interval'][1]:.3f}) | {oof['summary'][key]['median']:.3f} |"
-        for key, label in (
-            ("plain", "each patient by its fold's model"),
-            ("tta", "the same, mirrored scan averaged in"),
-        )
+        for key, label in variants
     )
     tta_change = oof["against_plain"]["tta"]
+    epochs = sorted({m["epochs"] for m in ensemble["members"]})
     return f"""## The ensemble
 
-Five models trained by cross-validation, `saunet-train --folds {count} --fold I` (I = 0..{count - 1}) with
-the recipe above, each on {count - 1} fifths of the {oof["patients"]} non-test patients; each fold's final
-model (epoch 50) exported to int8 and put through the parity gate on its own validation patients.
-The test patients above are those of every fold (no member trained on them).
+{count} models trained by cross-validation, each on {count - 1} of {count} parts of the {oof["patients"]}
+non-test patients; fold 0's command (the others differ only in `--fold`):
+
+    {ensemble["training"]}
+
+Each fold's final model (epoch {", ".join(str(e) for e in epochs)}) exported to int8 and put through the
+parity gate on its own validation patients. The test patients above are those of every fold (no
+member trained on them).
 
 | fold | run | validation patients | int8 file | why this file |
 |---|---|---|---|---|

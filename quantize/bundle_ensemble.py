@@ -6,7 +6,7 @@ Each fold's int8 export is picked from its parity reports (saunet-export on the 
 model, scored on the fold's own validation patients) by the single model's rule
 (saunet.quantize.choice), so every member has passed the parity gate. Writes
 runtime/models/ensemble/fold<I>_int8.tflite, byte for byte, and ensemble.json: the members
-(fold, run, format, why chosen), the cross-validation's test patients, on which no member
+(fold, run, epochs, format, why chosen), fold 0's training command, the cross-validation's test patients, on which no member
 trained, whether the mirrored scan is averaged too (`--tta`) and the threshold of the averaged
 probabilities if the cross-validation decided one other than the members' own. The new folder is written
 beside the old one and swapped in by renames, so a failure leaves the bundle as it was.
@@ -28,10 +28,12 @@ from saunet.runtime.models import BUNDLED_ENSEMBLE
 from saunet.runtime.options import FiniteFloatRange
 
 
-def members(runs: list[Path]) -> tuple[list[dict], list[str]]:
-    """Each fold run's chosen int8 export and why, in fold order, and the test patients; the folds
-    checked to be one cross-validation."""
-    from saunet.training.evaluate import fold_splits
+def members(runs: list[Path]) -> tuple[list[dict], list[str], str]:
+    """Each fold run's chosen int8 export and why, in fold order, the test patients and fold 0's
+    training command; the folds checked to be one cross-validation."""
+    from saunet.training.cli import training_command
+    from saunet.training.dataset import DataError
+    from saunet.training.evaluate import fold_splits, read_json
 
     splits = fold_splits(runs)
     if sorted(s["fold"] for s in splits) != list(range(splits[0]["folds"])):
@@ -39,8 +41,12 @@ def members(runs: list[Path]) -> tuple[list[dict], list[str]]:
         raise ValueError(
             f"an ensemble takes every fold of the cross-validation (0..{splits[0]['folds'] - 1}), not {given}"
         )
-    chosen = []
+    chosen, commands = [], []
     for run, split in sorted(zip(runs, splits), key=lambda pair: pair[1]["fold"]):
+        if not (run / "config.json").is_file():
+            raise DataError(f"{run / 'config.json'}: missing (not a saunet-train run folder)")
+        config = read_json(run / "config.json")
+        commands.append(training_command(config, out=f"runs/{run.parent.name}/{run.name}"))
         choice = pick_int8(read_reports(run / "export"))
         if choice is None or choice.path is None:
             raise ValueError(
@@ -52,6 +58,7 @@ def members(runs: list[Path]) -> tuple[list[dict], list[str]]:
                 "file": f"fold{split['fold']}_int8.tflite",
                 "fold": split["fold"],
                 "run": f"{run.parent.name}/{run.name}",
+                "epochs": config["epochs"],
                 "source": choice.path,
                 "format": choice.format,
                 "chosen": choice.reason(),
@@ -63,12 +70,12 @@ def members(runs: list[Path]) -> tuple[list[dict], list[str]]:
         raise ModelError(
             chosen[0]["source"], "the folds' exports describe different models; an ensemble averages one kind"
         )
-    return chosen, splits[0]["test"]
+    return chosen, splits[0]["test"], commands[0]
 
 
 def bundle_ensemble(runs: list[Path], tta: bool, dest: Path, threshold: float | None = None) -> Path:
     """Writes the ensemble folder `dest` (see the module's docstring) and returns its description file."""
-    chosen, test_patients = members(runs)
+    chosen, test_patients, training = members(runs)
     partial, old = dest.with_name(dest.name + ".partial"), dest.with_name(dest.name + ".old")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
@@ -80,6 +87,7 @@ def bundle_ensemble(runs: list[Path], tta: bool, dest: Path, threshold: float | 
         "tta": tta,
         **({"threshold": threshold} if threshold is not None else {}),
         "members": chosen,
+        "training": training,
         "test_patients": test_patients,
     }
     (partial / ENSEMBLE_FILE).write_text(json.dumps(description, indent=2) + "\n")

@@ -148,9 +148,8 @@ def test_model_card_tables_come_from_the_report(quick_report) -> None:
 
 
 def test_model_card_is_written_from_the_run_record_report_and_bundle(quick_report, tmp_path: Path) -> None:
-    from saunet.benchmarks.model_card import training_command
     from saunet.quantize.choice import pick_int8, read_reports
-    from saunet.training.cli import train
+    from saunet.training.cli import train, training_command
 
     _, run, reports = quick_report
     data = run.parent / "data" / "kaggle_3m"
@@ -265,9 +264,22 @@ def test_model_card_reports_a_bundled_ensemble_beside_the_single_model(quick_rep
     for fold, name in enumerate(("saunet_int8_ptq.tflite", "saunet_int8.tflite")):
         shutil.copyfile(run / "export" / name, models / "ensemble" / f"fold{fold}_int8.tflite")
         members.append(
-            {"fold": fold, "run": f"cv/fold{fold}", "validation_patients": 3, "format": "int8-ptq", "chosen": "why"}
+            {
+                "fold": fold,
+                "run": f"cv/fold{fold}",
+                "epochs": 100,
+                "validation_patients": 3,
+                "format": "int8-ptq",
+                "chosen": "why",
+            }
         )
-    description = {"models": [f"fold{i}_int8.tflite" for i in (0, 1)], "tta": True, "members": members}
+    command = "saunet-train --data data/kaggle_3m --out runs/cv/fold0 --epochs 100 --folds 2 --fold 0"
+    description = {
+        "models": [f"fold{i}_int8.tflite" for i in (0, 1)],
+        "tta": True,
+        "members": members,
+        "training": command,
+    }
     (models / "ensemble" / "ensemble.json").write_text(json.dumps(description))
     summary = {"mean": 0.8, "median": 0.85, "interval": [0.75, 0.84]}
     change = {"mean": 0.01, "interval": [0.001, 0.02], "better": 5, "worse": 2}
@@ -276,7 +288,7 @@ def test_model_card_reports_a_bundled_ensemble_beside_the_single_model(quick_rep
         "machine": "x",
         "runs": ["runs/cv/fold0", "runs/cv/fold1"],
         "patients": 6,
-        "summary": {"plain": summary, "tta": {**summary, "mean": 0.81}},
+        "summary": {"plain": summary, "tta": {**summary, "mean": 0.81}, "tta+holes": {**summary, "mean": 0.82}},
         "against_plain": {"tta": change},
     }
     (tmp_path / "oof.json").write_text(json.dumps(oof))
@@ -304,8 +316,22 @@ def test_model_card_reports_a_bundled_ensemble_beside_the_single_model(quick_rep
             line,
         )
     assert "| the same, mirrored scan averaged in | 0.810 (0.750 to 0.840) | 0.850 |" in card
+    assert (
+        "| saunet-run's default (mirrored scan averaged in, holes filled, the members' threshold) | 0.820 (0.750 to"
+        in card
+    ), "the out-of-fold figure of what saunet-run does by default"
+    assert f"    {command}\n" in card and "final model (epoch 100)" in card, "the folds' own training command"
     assert "(the ensemble's is its members' own)" in card
     assert "by +0.0100 (paired 95% interval\n+0.0010 to +0.0200; 5 patients better" in card
+
+
+def test_the_cards_default_row_is_the_out_of_fold_variant_saunet_run_applies():
+    from saunet.benchmarks.model_card import default_variant
+
+    assert default_variant({"tta": False, "threshold": 0.4}) == "holes@0.4"
+    assert default_variant({"tta": False}) == "holes"
+    assert default_variant({"tta": True}) == "tta+holes"
+    assert default_variant({"tta": True, "threshold": 0.4}) is None, "cv_decisions scores no such variant"
 
 
 def test_goal_reading_names_where_the_interval_lies():

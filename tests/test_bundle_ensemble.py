@@ -12,6 +12,7 @@ import saunet.quantize  # noqa: F401  (Keras 2 before TensorFlow)
 from saunet.quantize.bundle_ensemble import bundle_ensemble
 from saunet.runtime.ensemble import BundledEnsemble
 from saunet.runtime.models import BUNDLED_MODEL
+from saunet.training.config import TrainConfig
 from saunet.training.dataset import DataError
 
 
@@ -21,6 +22,8 @@ def fold_run(root: Path, fold: int, folds: int = 2, passed: bool = True, test: t
     (run / "export").mkdir(parents=True)
     split = {"train": [], "val": [f"V{fold}a", f"V{fold}b"], "test": list(test), "folds": folds, "fold": fold}
     (run / "split.json").write_text(json.dumps(split))
+    config = TrainConfig(data="kaggle_3m", out=str(run), epochs=100, folds=folds, fold=fold)
+    (run / "config.json").write_text(json.dumps(config.to_dict()))
     shutil.copyfile(BUNDLED_MODEL, run / "export" / "saunet_int8_ptq.tflite")
     row = {"mask_agreement": 0.999, "dice_change": -0.001, "passed": passed}
     report = {"exports": {"int8-ptq": row}, "files": {"int8-ptq": "saunet_int8_ptq.tflite"}}
@@ -39,6 +42,10 @@ def test_every_fold_is_bundled_with_its_description_and_test_patients(tmp_path: 
     assert all(m.read_bytes() == BUNDLED_MODEL.read_bytes() for m in ensemble.models)
     members = json.loads(written.read_text())["members"]
     assert [m["run"] for m in members] == ["cv/fold0", "cv/fold1"] and all("agreement" in m["chosen"] for m in members)
+    assert [m["epochs"] for m in members] == [100, 100]
+    command = json.loads(written.read_text())["training"].replace("\\\n", " ").split()
+    assert command[:5] == ["saunet-train", "--data", "data/kaggle_3m", "--out", "runs/cv/fold0"]
+    assert "--folds 2 --fold 0" in " ".join(command) and "--epochs 100" in " ".join(command), "fold 0's own command"
 
 
 def test_a_missing_fold_or_a_failed_gate_leaves_the_bundle_as_it_was(tmp_path: Path) -> None:
@@ -53,4 +60,7 @@ def test_a_missing_fold_or_a_failed_gate_leaves_the_bundle_as_it_was(tmp_path: P
     other = [fold_run(tmp_path / "mixed", 0), fold_run(tmp_path / "mixed", 1, test=("T3",))]
     with pytest.raises(DataError, match="different cross-validations"):
         bundle_ensemble(other, tta=True, dest=dest)
+    (tmp_path / "cv" / "fold1" / "config.json").unlink()
+    with pytest.raises(DataError, match="config.json: missing"):
+        bundle_ensemble([tmp_path / "cv" / "fold0", tmp_path / "cv" / "fold1"], tta=True, dest=dest)
     assert {p.name: p.read_bytes() for p in dest.iterdir()} == before

@@ -263,6 +263,29 @@ def train(
         fail(str(error))
 
 
+def training_command(config: dict, out: str | None = None) -> str:
+    """The saunet-train command that makes this config: --data, --out (`out`, else runs/<the run's
+    folder name>) and every non-default option."""
+    augmentation = config.get("augmentation")
+    values = {
+        **config,
+        **(augmentation or {}),
+        "no_augment": augmentation is None,
+        "split_text": "/".join(f"{x:g}" for x in config["split"]),
+    }
+    parts = ["saunet-train --data data/kaggle_3m", f"--out {out or 'runs/' + Path(config['out']).name}"]
+    for param in train.params:
+        if param.name in ("data", "out", "resume") or param.name not in values:
+            continue
+        value = values[param.name]
+        if param.is_flag:
+            if bool(value) != (param.default is True):  # an unset flag (click: a sentinel) is off
+                parts.append(param.opts[0] if value or not param.secondary_opts else param.secondary_opts[0])
+        elif value != param.default or param.name == "seed":  # the seed is written down even at its default
+            parts.append(f"{param.opts[0]} {value:g}" if isinstance(value, float) else f"{param.opts[0]} {value}")
+    return " \\\n        ".join(" ".join(parts[i : i + 5]) for i in range(0, len(parts), 5))
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="kaggle_3m folder")
 @click.option(
