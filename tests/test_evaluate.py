@@ -116,3 +116,16 @@ def test_paired_against_differs_patient_by_patient_over_the_shared_ones(tmp_path
     (tmp_path / "r.json").write_text('{"dice_3d": 1}')
     with pytest.raises(DataError, match="not a saunet-eval --json report"):
         read_scores(tmp_path / "r.json")
+
+
+def test_each_patients_line_shows_its_true_and_predicted_tumour_volume() -> None:
+    from saunet.runtime.metrics import score_patients
+    from saunet.training.evaluate import format_table
+
+    truth = np.zeros((3, 8, 8), dtype=bool)
+    truth[1, 2:6, 2:6] = True
+    probability = np.zeros((3, 8, 8), dtype=np.float32)
+    probability[1, 2:4, 2:6] = 0.9
+    table = format_table(score_patients({"P1": (probability, truth)}), "title")
+    (line,) = [line for line in table.splitlines() if line.startswith("P1 ")]
+    assert "tumour voxels 16 true, 8 predicted" in line, line

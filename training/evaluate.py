@@ -94,7 +94,8 @@ def score(volumes: list[Volume], predict: Predictor, threshold: float) -> dict:
 
 
 def format_table(scores: dict, title: str) -> str:
-    """The summary figures as a terminal table, and a line per patient."""
+    """The summary figures as a terminal table, and a line per patient (with the true and predicted
+    tumour volumes, so that under- and over-segmentation show at a glance)."""
 
     def fmt(value) -> str:
         return "n/a" if value is None else f"{value:.4f}"
@@ -108,6 +109,7 @@ def format_table(scores: dict, title: str) -> str:
         f"{p['patient']:<28} slices {p['slices']:>3}  Dice {fmt(p['dice_3d'])}  "
         f"largest component {fmt(p['dice_3d_lcc'])}"
         + (f"  holes filled {fmt(p['dice_3d_filled'])}" if "dice_3d_filled" in p else "")
+        + f"  tumour voxels {p['tumour_voxels_true']} true, {p['tumour_voxels_pred']} predicted"
         + (f"  fold {p['fold']}" if "fold" in p else "")
         for p in scores["per_patient"]
     ]
