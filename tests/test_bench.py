@@ -325,6 +325,25 @@ def test_model_card_reports_a_bundled_ensemble_beside_the_single_model(quick_rep
     assert "by +0.0100 (paired 95% interval\n+0.0010 to +0.0200; 5 patients better" in card
 
 
+def test_the_cards_ensemble_goals_follow_the_figures():
+    from saunet.benchmarks.model_card import ensemble_goals
+
+    def scores(values: list[float]) -> dict:
+        return {
+            "per_patient": [{"patient": f"p{i}", "dice_3d_lcc": v, "dice_3d_filled": v} for i, v in enumerate(values)]
+        }
+
+    oof = {"mean": 0.79, "interval": [0.74, 0.83]}
+    text = ensemble_goals(scores([0.88, 0.90, 0.86]), scores([0.80, 0.92, 0.85]), oof, 15.8)
+    assert "at least 0.87: **met, 0.880**" in text
+    assert "at least 0.86: **missed, 0.790**" in text and "the whole interval lies below the goal" in text
+    assert "at most 60 ms: **met, 15.8 ms**" in text
+    assert "+0.0233 (95% bootstrap" in text and "better 2, worse 1" in text, "paired by patient, ensemble minus single"
+    slow = ensemble_goals(scores([0.80]), scores([0.80]), {**oof, "mean": 0.87, "interval": [0.861, 0.88]}, 61.0)
+    assert "**missed, 0.800**" in slow and "at least 0.86: **met, 0.870**" in slow and "**missed, 61.0 ms**" in slow
+    assert "lies above the goal" in slow
+
+
 def test_the_cards_default_row_is_the_out_of_fold_variant_saunet_run_applies():
     from saunet.benchmarks.model_card import default_variant
 
