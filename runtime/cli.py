@@ -197,6 +197,20 @@ def channel_order(names: str | None, model_channels: tuple[str, ...]) -> tuple[i
     return tuple(given.index(n) for n in wanted)
 
 
+def run_line(models: tuple[Path, ...], given: bool, tta: bool, options: Options) -> str:
+    """The line saunet-run prints before the first input: which model files run and how the masks
+    are made, so that a user's results can always be traced to what made them."""
+    if given:
+        what = " + ".join(m.name for m in models) + (" averaged" if len(models) > 1 else "")
+    elif models == (BUNDLED_MODEL,):
+        what = f"the bundled int8 model {BUNDLED_MODEL.name}"
+    else:
+        what = f"the bundled ensemble ({len(models)} int8 models averaged; --fast: the single model)"
+    steps = ["mirrored scan averaged in"] * tta + [f"threshold {options.threshold:g}"]
+    steps += ["largest component kept"] * options.largest_component + ["holes filled"] * options.fill_holes
+    return f"model: {what}; {', '.join(steps)}"
+
+
 def chosen_models(
     models: tuple[Path, ...], fast: bool, tta: bool | None
 ) -> tuple[tuple[Path, ...], bool, float | None]:
@@ -300,6 +314,7 @@ def main(
     if models and fast:
         click.echo("error: --fast picks the bundled single model; it does not go with --model", err=True)
         sys.exit(2)
+    given = bool(models)
     try:
         models, tta, chosen_threshold = chosen_models(models, fast, tta)
     except ModelError as error:
@@ -327,6 +342,7 @@ def main(
     except OutputError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(1)
+    click.echo(run_line(models, given, tta, options), err=True)
     items, notes = collect(inputs)
     for note in notes:
         click.echo(note, err=True)

@@ -131,13 +131,20 @@ def test_saunet_run_defaults_to_the_bundled_ensemble_and_fast_to_the_single_mode
     description = write_ensemble(tmp_path / "ensemble", tta=True, threshold=0.4)
     monkeypatch.setattr(cli, "BUNDLED_ENSEMBLE", description)
 
+    said = {}
+
     def run(*args: str) -> dict:
         out = tmp_path / f"out{len(list(tmp_path.iterdir()))}"
         result = CliRunner().invoke(cli.main, [str(real_slices), "--out", str(out), *args])
         assert result.exit_code == 0, result.output
+        said[args] = result.output.splitlines()[0]
         return json.loads((out / "results.json").read_text())
 
     default = run()
+    assert said[()] == (
+        "model: the bundled ensemble (2 int8 models averaged; --fast: the single model); "
+        "mirrored scan averaged in, threshold 0.4, largest component kept, holes filled"
+    ), "the first line says what runs and how"
     assert default["model"] == [str(description.parent / f"fold{i}_int8.tflite") for i in range(2)]
     assert default["tta"] is True, "the description's tta is the default"
     assert default["threshold"] == 0.4, "the description's threshold is the default"
@@ -145,6 +152,14 @@ def test_saunet_run_defaults_to_the_bundled_ensemble_and_fast_to_the_single_mode
     fast = run("--fast")
     assert fast["model"] == str(cli.BUNDLED_MODEL) and fast["tta"] is False
     assert fast["threshold"] == 0.5, "the single model keeps its own threshold"
+    assert (
+        said[("--fast",)]
+        == "model: the bundled int8 model saunet_int8.tflite; threshold 0.5, largest component kept, holes filled"
+    )
+    run("--model", str(cli.BUNDLED_MODEL), "--model", str(cli.BUNDLED_MODEL), "--keep-holes")
+    assert said[("--model", str(cli.BUNDLED_MODEL), "--model", str(cli.BUNDLED_MODEL), "--keep-holes")] == (
+        "model: saunet_int8.tflite + saunet_int8.tflite averaged; threshold 0.5, largest component kept"
+    )
     result = CliRunner().invoke(cli.main, [str(real_slices), "--fast", "--model", str(cli.BUNDLED_MODEL)])
     assert result.exit_code == 2 and "--fast" in result.output
 

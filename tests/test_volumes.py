@@ -24,8 +24,13 @@ PLS_AFFINE = np.array([[0, -0.5, 0, 60], [-0.5, 0, 0, 70], [0, 0, 5.0, -20], [0,
 
 
 def run(*args: str) -> tuple[int, str]:
+    """saunet-run's exit code and what it wrote to stderr after its first line (which says what model runs)."""
     result = CliRunner().invoke(cli.main, list(args))
-    return result.exit_code, result.stderr
+    first, _, rest = result.stderr.partition("\n")
+    if result.exit_code == 2:  # refused before a model was opened
+        return result.exit_code, result.stderr
+    assert first.startswith("model: "), first
+    return result.exit_code, rest
 
 
 @pytest.fixture(scope="module")
