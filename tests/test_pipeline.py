@@ -11,7 +11,7 @@ import tensorflow as tf
 import saunet.training  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
 from saunet.runtime.preprocess import Preprocessing, resize_image, to_input
 from saunet.training.dataset import find_cases, load_cases, stack
-from saunet.training.pipeline import Augmentation, augment, make_dataset, sample_tumour_slices
+from saunet.training.pipeline import Augmentation, augment, make_dataset, random_contrast, sample_tumour_slices
 
 STRONG = Augmentation(rotation=30, shift=0.2, shear=10, zoom=0.2, flip=True)
 NONE = Augmentation(rotation=0, shift=0, shear=0, zoom=0, flip=False)
@@ -226,7 +226,15 @@ def test_grey_shows_some_slices_as_flair_in_every_channel(real) -> None:
 
 
 def test_augmentation_to_dict() -> None:
-    assert STRONG.to_dict() == {"rotation": 30, "shift": 0.2, "shear": 10, "zoom": 0.2, "flip": True, "grey": 0.0}
+    assert STRONG.to_dict() == {
+        "rotation": 30,
+        "shift": 0.2,
+        "shear": 10,
+        "zoom": 0.2,
+        "flip": True,
+        "grey": 0.0,
+        "contrast": 0.0,
+    }
     assert Augmentation().to_dict() == {
         "rotation": 0.25,
         "shift": 0.05,
@@ -234,4 +242,33 @@ def test_augmentation_to_dict() -> None:
         "zoom": 0.05,
         "flip": True,
         "grey": 0.0,
+        "contrast": 0.0,
     }
+
+
+def test_random_contrast_raises_each_channels_contrast_about_its_head_mean_to_a_bounded_power() -> None:
+    """A bright region r times the head's mean level comes out r**power times it, power within
+    [1/(1+c), 1+c], drawn per slice and channel; black stays black and pixel order is kept."""
+    tf.random.set_seed(5)
+    images = np.zeros((64, 16, 16, 3), np.float32)
+    images[:, 2:14, 2:14] = 0.2  # the head
+    images[:, 6:10, 6:10] = 0.4  # a region twice the head's level
+    got = random_contrast(tf.constant(images), 0.5).numpy()
+    assert np.all(got[:, :2] == 0) and got.min() >= 0 and got.max() <= 1
+    inside, region = got[:, 3, 3], got[:, 7, 7]
+    assert np.all(region > inside), "a channel's pixel order is kept"
+    level = (0.2 * (144 - 16) + 0.4 * 16) / 144
+    powers = np.log(region / level) / np.log(0.4 / level)
+    assert powers.min() >= 1 / 1.5 - 1e-4 and powers.max() <= 1.5 + 1e-4
+    assert powers.min() < 0.8 and powers.max() > 1.25, "the draws span the range"
+    assert np.std(powers[:, 0] - powers[:, 1]) > 0.05, "each channel draws its own power"
+
+
+def test_contrast_augmentation_comes_before_grey_so_a_grey_slice_stays_grey() -> None:
+    tf.random.set_seed(9)
+    images, masks = rectangles(8, 32, seed=2)
+    both = Augmentation(rotation=0, shift=0, shear=0, zoom=0, flip=False, grey=1.0, contrast=0.5)
+    x, y = augment(tf.constant(images, tf.float32) / 255.0, tf.constant(masks[..., None], tf.float32), both)
+    x = x.numpy()
+    assert np.array_equal(x[..., 0], x[..., 1]) and np.array_equal(x[..., 1], x[..., 2])
+    assert np.array_equal(y.numpy()[..., 0], masks)

@@ -353,8 +353,29 @@ def test_defaults_rebuild_the_bundled_models_training_command(monkeypatch) -> No
     assert result.exit_code == 0, result.output
     ours = seen["config"].to_dict()
     ours["epochs"] = train.DEFAULT_EPOCHS  # filled in when the run starts
+    assert ours["augmentation"] == {**bundled["augmentation"], "contrast": 0.0}  # contrast added since, off
+    ours["augmentation"] = bundled["augmentation"]
     assert {k: v for k, v in ours.items() if k in bundled} == {k: bundled[k] for k in ours if k in bundled}
     assert {k: ours[k] for k in ours if k not in bundled} == {"folds": None, "fold": None}  # added since
+
+
+def test_contrast_is_in_the_rebuilt_command_and_absent_from_old_run_folders_means_off() -> None:
+    from saunet.training.cli import train as train_command
+    from saunet.training.cli import training_command
+    from saunet.training.config import TrainConfig
+
+    bundled = json.loads(
+        (
+            Path(__file__).resolve().parents[1] / "checkpoints" / "seed-128-grey-norm-nodrop-50" / "config.json"
+        ).read_text()
+    )
+    assert "contrast" not in bundled["augmentation"]
+    assert TrainConfig.from_dict(bundled).augmentation.contrast == 0.0, "an old run resumes as it was trained"
+    assert "--contrast" not in training_command(bundled)
+    wider = {**bundled, "augmentation": {**bundled["augmentation"], "contrast": 0.5}}
+    command = training_command(wider).replace("\\\n", " ").split()
+    assert command[command.index("--contrast") + 1] == "0.5"
+    assert train_command.make_context("saunet-train", command[1:]).params["contrast"] == 0.5
 
 
 def test_seed_notebook_recipe_is_one_option_away(monkeypatch) -> None:

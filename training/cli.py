@@ -130,6 +130,13 @@ def parse_split(text: str) -> tuple[float, float, float]:
     default=None,
     help="augmentation: probability of a grey slice, FLAIR in all three channels [recipe: 0.1]",
 )
+@click.option(
+    "--contrast",
+    type=FiniteFloatRange(0.0, 4.0),
+    default=0.0,
+    help="augmentation: each channel's contrast about its head mean raised to a random power in "
+    "[1/(1+C), 1+C] (0: off)",
+)
 @click.option("--no-augment", is_flag=True, help="no augmentation at all")
 @click.option(
     "--normalise",
@@ -189,6 +196,7 @@ def train(
     zoom,
     flip,
     grey,
+    contrast,
     no_augment,
     normalise,
     tumour_share,
@@ -252,7 +260,7 @@ def train(
         config.augmentation = None
     else:
         config.augmentation = Augmentation(
-            rotation, shift, shear, zoom, flip, config.augmentation.grey if grey is None else grey
+            rotation, shift, shear, zoom, flip, config.augmentation.grey if grey is None else grey, contrast
         )
     assert isinstance(config, TrainConfig)
     try:

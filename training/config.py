@@ -34,6 +34,12 @@ class Augmentation:
             Measured since: in those volumes the tumour stands out less in FLAIR than in most
             others, so this imitates their colour but not their contrast
             (benchmarks/reports/2026-12-06-intensity-levels.json, `flair_contrast`).
+        contrast: each channel's contrast about its mean level over the head is raised to a
+            random power drawn log-uniformly from [1/(1 + contrast), 1 + contrast] (0: off), so
+            a region r times as bright as the head's mean becomes about r**power times. The
+            volumes whose tumour stands out least in FLAIR are the ones the models miss most out
+            of fold; this shows the model tumours as faint (and as bright) as other scanners make
+            them.
     """
 
     rotation: float = 0.25
@@ -42,6 +48,7 @@ class Augmentation:
     zoom: float = 0.05
     flip: bool = True
     grey: float = 0.0
+    contrast: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)

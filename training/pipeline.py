@@ -11,7 +11,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from saunet.runtime.preprocess import Preprocessing
+from saunet.runtime.preprocess import HEAD_LEVEL, Preprocessing
 from saunet.training.config import Augmentation
 
 #: The FLAIR channel of the data set's slices (pre-contrast, FLAIR, post-contrast).
@@ -48,6 +48,18 @@ def random_transforms(batch: tf.Tensor, size: int, aug: Augmentation) -> tf.Tens
     return tf.stack([a00, a01, b0, a10, a11, b1, zeros, zeros], axis=1)
 
 
+def random_contrast(images: tf.Tensor, contrast: float) -> tf.Tensor:
+    """Each slice's channels (images in [0, 1]) raised to their own random power about their mean
+    level over the head: level * (x / level) ** power, power log-uniform in [1/(1 + contrast),
+    1 + contrast]. Black stays black, the order of a channel's pixels is kept, values stay in [0, 1]."""
+    head = tf.cast(tf.reduce_max(images, axis=-1, keepdims=True) > HEAD_LEVEL / 255.0, images.dtype)
+    pixels = tf.maximum(tf.reduce_sum(head, axis=[1, 2], keepdims=True), 1.0)
+    level = tf.maximum(tf.reduce_sum(images * head, axis=[1, 2], keepdims=True) / pixels, 1.0 / 255.0)
+    spread = math.log1p(contrast)
+    power = tf.exp(tf.random.uniform([tf.shape(images)[0], 1, 1, images.shape[-1]], -spread, spread))
+    return tf.clip_by_value(level * tf.pow(images / level, power), 0.0, 1.0)
+
+
 def augment(
     images: tf.Tensor, masks: tf.Tensor, aug: Augmentation, soft_masks: bool = False
 ) -> tuple[tf.Tensor, tf.Tensor]:
@@ -58,6 +70,8 @@ def augment(
     from outside the scan is black (background), as in the scans themselves.
     """
     shape = tf.shape(images)
+    if aug.contrast:  # before grey, so that a grey slice carries its FLAIR's new contrast
+        images = random_contrast(images, aug.contrast)
     if aug.grey:
         grey = tf.random.uniform([shape[0], 1, 1, 1]) < aug.grey
         images = tf.where(grey, tf.repeat(images[..., FLAIR : FLAIR + 1], images.shape[-1], axis=-1), images)
