@@ -116,3 +116,17 @@ def train_tiny(data: Path, out: Path, *extra: str, timeout: int = 900) -> subpro
     return subprocess.run(
         [sys.executable, "-m", "saunet.training", *command], capture_output=True, text=True, timeout=timeout
     )
+
+
+def run_device(*args: str) -> tuple[int, str]:
+    """saunet-run's exit code and what it wrote to stderr after its first line (which says what model runs)."""
+    from click.testing import CliRunner
+
+    from saunet.runtime import cli
+
+    result = CliRunner().invoke(cli.main, list(args))
+    first, _, rest = result.stderr.partition("\n")
+    if result.exit_code == 2:  # refused before a model was opened
+        return result.exit_code, result.stderr
+    assert first.startswith("model: "), first
+    return result.exit_code, rest

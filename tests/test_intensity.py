@@ -8,24 +8,14 @@ from pathlib import Path
 import numpy as np
 import png
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
-from saunet.runtime import cli
 from saunet.runtime.intensity import TOP_PERCENTILE, window
 from saunet.runtime.preprocess import InputError, read_image, read_pixels
 
+from conftest import run_device as run
+
 SCAN = "TCGA_CS_6186_20000601_16.png"
-
-
-def run(*args: str) -> tuple[int, str]:
-    """saunet-run's exit code and what it wrote to stderr after its first line (which says what model runs)."""
-    result = CliRunner().invoke(cli.main, list(args))
-    first, _, rest = result.stderr.partition("\n")
-    if result.exit_code == 2:  # refused before a model was opened
-        return result.exit_code, result.stderr
-    assert first.startswith("model: "), first
-    return result.exit_code, rest
 
 
 @pytest.fixture(scope="module")

@@ -16,21 +16,13 @@ from saunet.runtime import cli
 from saunet.runtime.components import fill_holes_2d, largest_component
 from saunet.runtime.preprocess import read_image
 
+from conftest import run_device as run
+
 CASE = "TCGA_CS_6186_20000601"
 #: The bundled slices of one patient, renumbered 1..3 so that they form a (short) volume.
 SLICES = (3, 16, 18)
 #: The data set's voxel order (rows A->P, columns R->L, slices I->S) as a NIfTI affine, 0.5 x 0.5 x 5 mm.
 PLS_AFFINE = np.array([[0, -0.5, 0, 60], [-0.5, 0, 0, 70], [0, 0, 5.0, -20], [0, 0, 0, 1]])
-
-
-def run(*args: str) -> tuple[int, str]:
-    """saunet-run's exit code and what it wrote to stderr after its first line (which says what model runs)."""
-    result = CliRunner().invoke(cli.main, list(args))
-    first, _, rest = result.stderr.partition("\n")
-    if result.exit_code == 2:  # refused before a model was opened
-        return result.exit_code, result.stderr
-    assert first.startswith("model: "), first
-    return result.exit_code, rest
 
 
 @pytest.fixture(scope="module")
