@@ -336,27 +336,28 @@ def test_skip_bad_goes_on_and_counts(tmp_path: Path) -> None:
     assert "skipped 2 bad file(s)" in result.stdout
 
 
-def test_defaults_rebuild_the_bundled_models_training_command(monkeypatch) -> None:
-    """`saunet-train --data D --out O` with nothing else trains what the bundled model was trained with."""
+def test_defaults_rebuild_the_bundled_ensembles_training_command(monkeypatch) -> None:
+    """`saunet-train --data D --out O` with nothing else trains what the bundled ensemble's folds were
+    trained with (less their --folds/--fold)."""
     from click.testing import CliRunner
 
     from saunet.training import cli, train
 
-    bundled = json.loads(
-        (
-            Path(__file__).resolve().parents[1] / "checkpoints" / "seed-128-grey-norm-nodrop-50" / "config.json"
-        ).read_text()
+    fold = json.loads(
+        (Path(__file__).resolve().parents[1] / "checkpoints" / "cv5-contrast" / "fold0" / "config.json").read_text()
     )
     seen = {}
     monkeypatch.setattr(train, "train", lambda config, resume: seen.update(config=config, resume=resume))
-    result = CliRunner().invoke(cli.train, ["--data", bundled["data"], "--out", bundled["out"]])
+    result = CliRunner().invoke(cli.train, ["--data", fold["data"], "--out", fold["out"]])
     assert result.exit_code == 0, result.output
     ours = seen["config"].to_dict()
     ours["epochs"] = train.DEFAULT_EPOCHS  # filled in when the run starts
-    assert ours["augmentation"] == {**bundled["augmentation"], "contrast": 0.0}  # contrast added since, off
-    ours["augmentation"] = bundled["augmentation"]
-    assert {k: v for k, v in ours.items() if k in bundled} == {k: bundled[k] for k in ours if k in bundled}
-    assert {k: ours[k] for k in ours if k not in bundled} == {"folds": None, "fold": None}  # added since
+    assert {k: v for k, v in ours.items() if k in fold} == {
+        **{k: fold[k] for k in ours if k in fold},
+        "folds": None,
+        "fold": None,
+    }
+    assert set(ours) <= set(fold)
 
 
 def test_contrast_is_in_the_rebuilt_command_and_absent_from_old_run_folders_means_off() -> None:
@@ -371,7 +372,8 @@ def test_contrast_is_in_the_rebuilt_command_and_absent_from_old_run_folders_mean
     )
     assert "contrast" not in bundled["augmentation"]
     assert TrainConfig.from_dict(bundled).augmentation.contrast == 0.0, "an old run resumes as it was trained"
-    assert "--contrast" not in training_command(bundled)
+    rebuilt = training_command(bundled).replace("\\\n", " ").split()
+    assert rebuilt[rebuilt.index("--contrast") + 1] == "0", "trained without it, before 0.5 became the default"
     wider = {**bundled, "augmentation": {**bundled["augmentation"], "contrast": 0.5}}
     command = training_command(wider).replace("\\\n", " ").split()
     assert command[command.index("--contrast") + 1] == "0.5"

@@ -63,7 +63,7 @@ def parse_split(text: str) -> tuple[float, float, float]:
     "--recipe",
     type=click.Choice(list(RECIPES)),
     default="saunet",
-    help="the settings every option below defaults to: saunet (the bundled model's) or seed-notebook "
+    help="the settings every option below defaults to: saunet (the bundled ensemble's folds') or seed-notebook "
     "(the notebook the project grew from: 256x256, Dice loss, lr 1e-4, DropBlock on, 85/10/5 split)",
 )
 @click.option(
@@ -133,9 +133,9 @@ def parse_split(text: str) -> tuple[float, float, float]:
 @click.option(
     "--contrast",
     type=FiniteFloatRange(0.0, 4.0),
-    default=0.0,
+    default=None,
     help="augmentation: each channel's contrast about its head mean raised to a random power in "
-    "[1/(1+C), 1+C] (0: off)",
+    "[1/(1+C), 1+C], 0 for off [recipe: 0.5]",
 )
 @click.option("--no-augment", is_flag=True, help="no augmentation at all")
 @click.option(
@@ -260,7 +260,13 @@ def train(
         config.augmentation = None
     else:
         config.augmentation = Augmentation(
-            rotation, shift, shear, zoom, flip, config.augmentation.grey if grey is None else grey, contrast
+            rotation,
+            shift,
+            shear,
+            zoom,
+            flip,
+            config.augmentation.grey if grey is None else grey,
+            config.augmentation.contrast if contrast is None else contrast,
         )
     assert isinstance(config, TrainConfig)
     try:
@@ -275,6 +281,8 @@ def training_command(config: dict, out: str | None = None) -> str:
     """The saunet-train command that makes this config: --data, --out (`out`, else runs/<the run's
     folder name>) and every non-default option."""
     augmentation = config.get("augmentation")
+    if augmentation is not None:  # settings added since the run was saved were off then
+        augmentation = {**Augmentation().to_dict(), **augmentation}
     values = {
         **config,
         **(augmentation or {}),

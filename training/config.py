@@ -62,8 +62,8 @@ DEFAULT_EPOCHS = 50
 class TrainConfig:
     """Everything a run depends on; saved as config.json and reloaded by --resume.
 
-    The defaults are the best recipe the project knows (the one the bundled model was trained
-    with, docs/experiments.md); RECIPES names the others.
+    The defaults are the best recipe the project knows (the one the bundled ensemble's folds were
+    trained with, docs/experiments.md); RECIPES names the others.
     """
 
     data: str
@@ -81,7 +81,7 @@ class TrainConfig:
     smooth: float = 100.0
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
     seed: int = 0
-    augmentation: Augmentation = field(default_factory=lambda: Augmentation(grey=0.1))
+    augmentation: Augmentation = field(default_factory=lambda: Augmentation(grey=0.1, contrast=0.5))
     strategy: str = "auto"
     skip_bad: bool = False
     samples: int = 6
