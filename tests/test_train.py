@@ -336,9 +336,9 @@ def test_skip_bad_goes_on_and_counts(tmp_path: Path) -> None:
     assert "skipped 2 bad file(s)" in result.stdout
 
 
-def test_defaults_rebuild_the_bundled_ensembles_training_command(monkeypatch) -> None:
-    """`saunet-train --data D --out O` with nothing else trains what the bundled ensemble's folds were
-    trained with (less their --folds/--fold)."""
+def test_defaults_rebuild_the_training_command_cross_validation_adopted(monkeypatch) -> None:
+    """`saunet-train --data D --out O` with nothing else trains what the adopted candidate's folds
+    (cv5-contrast) were trained with, less their --folds/--fold."""
     from click.testing import CliRunner
 
     from saunet.training import cli, train

@@ -63,8 +63,9 @@ def parse_split(text: str) -> tuple[float, float, float]:
     "--recipe",
     type=click.Choice(list(RECIPES)),
     default="saunet",
-    help="the settings every option below defaults to: saunet (the bundled ensemble's folds') or seed-notebook "
-    "(the notebook the project grew from: 256x256, Dice loss, lr 1e-4, DropBlock on, 85/10/5 split)",
+    help="the settings every option below defaults to: saunet (the bundled models' with --contrast 0.5, "
+    "best out of fold) or seed-notebook (the notebook the project grew from: 256x256, Dice loss, lr 1e-4, "
+    "DropBlock on, 85/10/5 split)",
 )
 @click.option(
     "--folds",
@@ -208,9 +209,9 @@ def train(
 ) -> None:
     """Train SA-UNet on the LGG MRI slices, split by patient, into a resumable run folder.
 
-    With no options it trains the bundled model's recipe; --folds K --fold I trains one fold of
-    a patient-level cross-validation (one run folder a fold; score them together with
-    saunet-eval --model RUN_0 --model RUN_1 ...).
+    With no options it trains the recipe that scores best out of fold (the bundled models' with
+    --contrast 0.5); --folds K --fold I trains one fold of a patient-level cross-validation (one
+    run folder a fold; score them together with saunet-eval --model RUN_0 --model RUN_1 ...).
     """
     if (folds is None) != (fold is None):
         raise click.UsageError("--folds and --fold go together")

@@ -62,8 +62,8 @@ DEFAULT_EPOCHS = 50
 class TrainConfig:
     """Everything a run depends on; saved as config.json and reloaded by --resume.
 
-    The defaults are the best recipe the project knows (the one the bundled ensemble's folds were
-    trained with, docs/experiments.md); RECIPES names the others.
+    The defaults are the best recipe the project knows by cross-validation (docs/experiments.md):
+    the bundled models' with contrast augmentation added; RECIPES names the others.
     """
 
     data: str
