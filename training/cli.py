@@ -14,7 +14,7 @@ from saunet.runtime.files import write_text
 from saunet.runtime.options import FiniteFloatRange
 from saunet.runtime.preprocess import NORMALISATIONS, InputError
 from saunet.runtime.spec import PRESETS
-from saunet.training.config import LOSSES, RECIPES, SCHEDULES, STRATEGIES, Augmentation
+from saunet.training.config import LOSSES, RECIPES, SCHEDULES, STRATEGIES, Augmentation, TrainConfig
 from saunet.training.dataset import MASK_TARGETS, DataError
 from saunet.training.evaluate import CHECKPOINTS
 from saunet.training.quiet import load_tensorflow
@@ -218,7 +218,7 @@ def train(
     if folds is not None and fold >= folds:
         raise click.BadParameter(f"{fold} is not below --folds {folds}", param_hint="--fold")
     load_tensorflow(verbose)
-    from saunet.training.config import TrainConfig, recipe_config
+    from saunet.training.config import recipe_config
     from saunet.training.train import RunError
     from saunet.training.train import train as run_training
 
@@ -280,10 +280,10 @@ def train(
 
 def training_command(config: dict, out: str | None = None) -> str:
     """The saunet-train command that makes this config: --data, --out (`out`, else runs/<the run's
-    folder name>) and every non-default option."""
-    augmentation = config.get("augmentation")
-    if augmentation is not None:  # settings added since the run was saved were off then
-        augmentation = {**Augmentation().to_dict(), **augmentation}
+    folder name>) and every non-default option. Settings the config predates take the values
+    they had then (TrainConfig.from_dict), so an old run's command makes that run again."""
+    config = TrainConfig.from_dict(config).to_dict()
+    augmentation = config["augmentation"]
     values = {
         **config,
         **(augmentation or {}),
